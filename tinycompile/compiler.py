@@ -1,0 +1,133 @@
+"""The compile pipeline: frontend -> validation -> lowering -> memory planning -> C emission.
+
+`compile_model` runs every stage up to the memory plan and returns a `CompiledModel`;
+`tinycompile.codegen.emit.write_model` turns that into a C folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinycompile import ir
+from tinycompile.codegen.lowering import Layer, LoweringOptions, lower_operator
+from tinycompile.errors import TinyCompileError, UnsupportedModelError
+from tinycompile.passes.liveness import BufferMap, build_buffers
+from tinycompile.passes.validate import validate_graph
+from tinycompile.planning.base import MemoryPlan, lower_bound, plan_memory
+
+log = logging.getLogger(__name__)
+
+ARENA_ALIGNMENT = 16
+ROUNDING_MODES = ("tflm", "litert")
+
+
+@dataclass
+class CompileOptions:
+    rounding: str = "tflm"          # "tflm" or "litert": which reference's rounding to reproduce
+    planner: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.rounding not in ROUNDING_MODES:
+            raise TinyCompileError(
+                f"invalid rounding mode '{self.rounding}'; use one of {', '.join(ROUNDING_MODES)}"
+            )
+
+
+@dataclass
+class LayerMemory:
+    """Memory use at one layer's step, for reports."""
+
+    step: int
+    live_bytes: int
+    scratch_bytes: int
+    live_tensors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompiledModel:
+    graph: ir.Graph
+    layers: list[Layer]
+    buffers: BufferMap
+    plan: MemoryPlan
+    options: CompileOptions
+    lower_bound: int
+    layer_memory: list[LayerMemory]
+
+    @property
+    def arena_size(self) -> int:
+        return self.plan.arena_size
+
+    @property
+    def peak_step(self) -> int:
+        """The step whose live buffers reach highest in the arena (the first such step)."""
+        best_step, best_top = 0, -1
+        for step in range(len(self.layers)):
+            top = 0
+            for b in self.buffers.buffers:
+                if b.first <= step <= b.last:
+                    top = max(top, self.plan.offsets[b.id] + b.size)
+            if top > best_top:
+                best_step, best_top = step, top
+        return best_step
+
+    @property
+    def kernel_sources(self) -> list[str]:
+        return sorted({s for layer in self.layers for s in layer.sources})
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+
+def load_model(path: str | Path) -> ir.Graph:
+    """Read a model file with the frontend that its suffix selects."""
+    path = Path(path)
+    if not path.exists():
+        raise TinyCompileError(f"model file '{path}' not found")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        from tinycompile.frontends.tflite import load_tflite
+
+        return load_tflite(path)
+    if suffix == ".onnx":
+        try:
+            from tinycompile.frontends.onnx import load_onnx
+        except ImportError:
+            raise UnsupportedModelError(
+                f"'{path}': ONNX import needs the onnx package: pip install onnx"
+            ) from None
+        return load_onnx(path)
+    raise TinyCompileError(f"'{path}' has suffix '{suffix}'; tinycompile reads .tflite and .onnx models")
+
+
+def compile_graph(graph: ir.Graph, options: CompileOptions | None = None) -> CompiledModel:
+    options = options or CompileOptions()
+    validate_graph(graph)
+    lowering = LoweringOptions(rounding=options.rounding)
+    layers = [lower_operator(op, lowering) for op in graph.operators]
+    buffers = build_buffers(graph, layers)
+    plan = plan_memory(buffers.buffers, options.planner, ARENA_ALIGNMENT)
+    bound = lower_bound(buffers.buffers, ARENA_ALIGNMENT)
+    log.info("planned %d buffers with %s: arena %d bytes, lower bound %d", len(buffers.buffers),
+             plan.planner, plan.arena_size, bound)
+    return CompiledModel(graph, layers, buffers, plan, options, bound, _layer_memory(layers, buffers))
+
+
+def compile_model(path: str | Path, options: CompileOptions | None = None) -> CompiledModel:
+    return compile_graph(load_model(path), options)
+
+
+def _layer_memory(layers: list[Layer], buffers: BufferMap) -> list[LayerMemory]:
+    result = []
+    scratch_ids = set(buffers.scratch_buffer.values())
+    for step in range(len(layers)):
+        live = [b for b in buffers.buffers if b.first <= step <= b.last]
+        result.append(LayerMemory(
+            step=step,
+            live_bytes=sum(b.size for b in live),
+            scratch_bytes=sum(b.size for b in live if b.id in scratch_ids),
+            live_tensors=[b.name for b in live if b.id not in scratch_ids],
+        ))
+    return result

@@ -1,0 +1,177 @@
+"""Compile a model, run the generated C on the host, and compare it with a reference interpreter.
+
+Every output element of every sample is compared. The result counts mismatching elements (those
+differing by more than the tolerance) and the largest absolute difference per output.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinycompile import ir
+from tinycompile.build.host import build_host_runner, run_host_runner
+from tinycompile.codegen.emit import write_model
+from tinycompile.compiler import CompileOptions, CompiledModel, compile_graph, load_model
+from tinycompile.errors import TinyCompileError
+from tinycompile.reference import run_reference
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    elements: int            # elements compared, over all samples
+    mismatches: int          # elements whose difference exceeds the tolerance
+    max_abs_diff: float
+
+
+@dataclass
+class VerifyResult:
+    model: str
+    reference: str
+    rounding: str
+    samples: int
+    tolerance: float
+    outputs: list[OutputComparison] = field(default_factory=list)
+    generated: list[list[np.ndarray]] = field(default_factory=list, repr=False)
+    expected: list[list[np.ndarray]] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.mismatches == 0 for o in self.outputs)
+
+
+def sample_bytes(graph: ir.Graph) -> int:
+    return sum(t.nbytes for t in graph.inputs)
+
+
+def read_input_files(graph: ir.Graph, paths: list[Path]) -> list[list[np.ndarray]]:
+    """Read samples from raw binary or .npy files: each file holds one or more whole samples."""
+    samples = []
+    per_sample = sample_bytes(graph)
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise TinyCompileError(f"input file '{path}' not found")
+        if path.suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+            raw = np.ascontiguousarray(data).tobytes()
+            if data.dtype != graph.inputs[0].dtype.numpy and len(graph.inputs) == 1:
+                raise TinyCompileError(
+                    f"input file '{path}' holds {data.dtype} values but input '{graph.inputs[0].name}' is "
+                    f"{graph.inputs[0].dtype.value}; save the array as {graph.inputs[0].dtype.value}"
+                )
+        else:
+            raw = path.read_bytes()
+        if len(raw) == 0 or len(raw) % per_sample != 0:
+            shapes = ", ".join(f"'{t.name[:40]}' {t.dtype.value}{list(t.shape)}" for t in graph.inputs)
+            raise TinyCompileError(
+                f"input file '{path}' has {len(raw)} bytes, but one sample of this model is {per_sample} bytes "
+                f"({shapes}); pass a file of whole samples in the model's input type"
+            )
+        for start in range(0, len(raw), per_sample):
+            samples.append(split_sample(graph, raw[start:start + per_sample]))
+    return samples
+
+
+def split_sample(graph: ir.Graph, raw: bytes) -> list[np.ndarray]:
+    arrays = []
+    offset = 0
+    for t in graph.inputs:
+        arrays.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
+        offset += t.nbytes
+    return arrays
+
+
+def random_samples(graph: ir.Graph, count: int, seed: int) -> list[list[np.ndarray]]:
+    """Draw `count` samples covering each input's full quantized range."""
+    rng = np.random.default_rng(seed)
+    consumers = graph.consumers()
+    samples = []
+    for _ in range(count):
+        sample = []
+        for t in graph.inputs:
+            if t.dtype in (ir.DType.INT8, ir.DType.UINT8, ir.DType.INT16, ir.DType.INT32):
+                info = np.iinfo(t.dtype.numpy)
+                low, high = (info.min, info.max) if t.dtype != ir.DType.INT32 else (0, 256)
+                sample.append(rng.integers(low, high, size=t.shape, endpoint=True).astype(t.dtype.numpy))
+            elif t.dtype == ir.DType.FLOAT32:
+                scale, zp = 1.0 / 64, 0
+                for op in consumers.get(id(t), []):
+                    if op.op_type == "QUANTIZE" and op.outputs[0].quant is not None:
+                        scale = op.outputs[0].quant.scalar_scale
+                        zp = op.outputs[0].quant.scalar_zero_point
+                        break
+                q = rng.integers(-128, 127, size=t.shape, endpoint=True)
+                sample.append(((q - zp) * scale + rng.uniform(-0.49, 0.49, size=t.shape) * scale).astype(np.float32))
+            else:
+                raise TinyCompileError(f"cannot draw random values for input '{t.name}' of type {t.dtype.value}")
+        samples.append(sample)
+    return samples
+
+
+def run_generated(compiled: CompiledModel, samples: list[list[np.ndarray]], workdir: Path) -> list[list[np.ndarray]]:
+    """Build the generated C on the host, run it on `samples`, and return its outputs."""
+    model_dir = write_model(compiled, workdir / "model")
+    runner = build_host_runner(model_dir, workdir / "runner")
+    inputs = workdir / "inputs.bin"
+    outputs = workdir / "outputs.bin"
+    inputs.write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for s in samples for x in s))
+    run_host_runner(runner, inputs, outputs)
+    raw = outputs.read_bytes()
+    graph = compiled.graph
+    results = []
+    offset = 0
+    for _ in samples:
+        outs = []
+        for t in graph.outputs:
+            outs.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
+            offset += t.nbytes
+        results.append(outs)
+    return results
+
+
+def compare(graph: ir.Graph, generated, expected, tolerance: float) -> list[OutputComparison]:
+    comparisons = []
+    for i, t in enumerate(graph.outputs):
+        mismatches = 0
+        max_diff = 0.0
+        elements = 0
+        for got, want in zip(generated, expected):
+            a = got[i].astype(np.float64).reshape(-1)
+            b = np.asarray(want[i]).astype(np.float64).reshape(-1)
+            if a.size != b.size:
+                raise TinyCompileError(
+                    f"output '{t.name}' has {a.size} elements in the generated code but {b.size} in the reference"
+                )
+            diff = np.abs(a - b)
+            elements += a.size
+            mismatches += int(np.count_nonzero(diff > tolerance))
+            max_diff = max(max_diff, float(diff.max()) if diff.size else 0.0)
+        comparisons.append(OutputComparison(t.name, elements, mismatches, max_diff))
+    return comparisons
+
+
+def verify_model(model_path: str | Path, rounding: str = "tflm", reference: str | None = None,
+                 samples: int = 10, seed: int = 0, inputs: list[Path] | tuple = (),
+                 tolerance: float = 0.0, planner: str = "auto", workdir: Path | None = None) -> VerifyResult:
+    """Compile `model_path`, run it on the host and compare every output element with the reference."""
+    model_path = Path(model_path)
+    graph = load_model(model_path)
+    compiled = compile_graph(graph, CompileOptions(rounding=rounding, planner=planner))
+    data = read_input_files(graph, list(inputs)) + random_samples(graph, samples, seed)
+    if not data:
+        raise TinyCompileError("no samples to verify; pass --samples N or --input FILE")
+    reference = reference or rounding
+    expected = run_reference(model_path, data, reference, len(graph.outputs))
+    with tempfile.TemporaryDirectory(prefix="tinycompile-verify-") as tmp:
+        generated = run_generated(compiled, data, Path(workdir) if workdir else Path(tmp))
+    result = VerifyResult(model=str(model_path), reference=reference, rounding=rounding, samples=len(data),
+                          tolerance=tolerance)
+    result.outputs = compare(graph, generated, expected, tolerance)
+    result.generated = generated
+    result.expected = expected
+    return result
