@@ -244,9 +244,15 @@ class Operator:
         """The name users know the layer by: its first output tensor's name."""
         return self.outputs[0].name if self.outputs else f"{self.op_type}_{self.index}"
 
+    @property
+    def short_name(self) -> str:
+        """The name shortened for messages: converters join many names with ';' into one."""
+        first = self.name.split(";")[0]
+        return first if len(first) <= 64 else first[:61] + "..."
+
     def describe(self) -> str:
         """Return 'operator N (OP_TYPE, output NAME)' for error messages."""
-        return f"operator {self.index} ({self.op_type}, output '{self.name}')"
+        return f"operator {self.index} ({self.op_type}, output '{self.short_name}')"
 
     def __repr__(self) -> str:
         return f"Operator({self.index}, {self.op_type})"

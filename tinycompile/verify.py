@@ -157,12 +157,18 @@ def compare(graph: ir.Graph, generated, expected, tolerance: float) -> list[Outp
 
 def verify_model(model_path: str | Path, rounding: str = "tflm", reference: str | None = None,
                  samples: int = 10, seed: int = 0, inputs: list[Path] | tuple = (),
-                 tolerance: float = 0.0, planner: str = "auto", workdir: Path | None = None) -> VerifyResult:
-    """Compile `model_path`, run it on the host and compare every output element with the reference."""
+                 tolerance: float = 0.0, planner: str = "auto", workdir: Path | None = None,
+                 extra_samples: list[list[np.ndarray]] | tuple = ()) -> VerifyResult:
+    """Compile `model_path`, run it on the host and compare every output element with the reference.
+
+    Samples are, in order: those read from `inputs` files, `extra_samples` (one array per graph
+    input), then `samples` random ones drawn with `seed`.
+    """
     model_path = Path(model_path)
     graph = load_model(model_path)
+    data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
+    data += random_samples(graph, samples, seed)
     compiled = compile_graph(graph, CompileOptions(rounding=rounding, planner=planner))
-    data = read_input_files(graph, list(inputs)) + random_samples(graph, samples, seed)
     if not data:
         raise TinyCompileError("no samples to verify; pass --samples N or --input FILE")
     reference = reference or rounding

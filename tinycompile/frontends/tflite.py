@@ -10,6 +10,7 @@ Checks of data types and op support live in `tinycompile.passes.validate`.
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,10 @@ def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> ir
         )
     try:
         return _Reader(buf, name, source).read()
-    except (IndexError, ValueError, TypeError, KeyError, OverflowError) as exc:
+    except (IndexError, ValueError, TypeError, KeyError, OverflowError, struct.error) as exc:
         # Flatbuffer accessors fail with these when offsets point past the end of the buffer.
         raise ModelFormatError(
-            f"'{source}' is malformed or truncated ({len(buf)} bytes; {type(exc).__name__}: {exc}); "
+            f"'{source}' is malformed or truncated ({len(buf)} bytes; {type(exc).__name__}: {str(exc)[:120]}); "
             "re-export the model from the converter"
         ) from None
 

@@ -1,0 +1,127 @@
+"""The `tinycompile` command line.
+
+Every user error (bad model, unsupported op, wrong input, over budget, missing tool) ends as one
+line on stderr and exit code 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tinycompile import __version__
+from tinycompile.errors import TinyCompileError
+
+console = Console()
+err_console = Console(stderr=True)
+
+model_argument = click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+rounding_option = click.option(
+    "--rounding", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
+    help="Requantization rounding to reproduce: TFLM's kernels or LiteRT's reference kernels.",
+)
+planner_option = click.option(
+    "--planner", default="auto", show_default=True,
+    help="Memory planner by name (greedy, best-fit, exact); auto keeps the smallest arena.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tinycompile")
+@click.option("-v", "--verbose", count=True, help="Log progress (-v) or debug details (-vv) to stderr.")
+def cli(verbose: int) -> None:
+    """Compile full-integer int8 models to static-memory C99 for microcontrollers."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command("compile")
+@model_argument
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write the generated C into.")
+@click.option("--force", is_flag=True, help="Replace the output folder if it is not empty.")
+@rounding_option
+@planner_option
+def compile_command(model: Path, output: Path, force: bool, rounding: str, planner: str) -> None:
+    """Compile MODEL into a self-contained C99 folder with a static memory plan."""
+    from tinycompile.codegen.emit import write_model
+    from tinycompile.compiler import CompileOptions, compile_model
+
+    compiled = compile_model(model, CompileOptions(rounding=rounding, planner=planner))
+    write_model(compiled, output, force=force)
+    print_compile_summary(compiled, output)
+
+
+def print_compile_summary(compiled, output: Path | None) -> None:
+    peak = compiled.layers[compiled.peak_step].op
+    if output is not None:
+        console.print(f"wrote {output}/ ({len(compiled.layers)} layers)")
+    console.print(f"arena: {compiled.arena_size:,} bytes (planner {compiled.plan.planner}, "
+                  f"lower bound {compiled.lower_bound:,})")
+    console.print(f"peak layer: {peak.index} {peak.op_type}")
+    console.print(f"MACs: {compiled.total_macs:,}")
+
+
+@cli.command("verify")
+@model_argument
+@click.option("--input", "inputs", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Raw binary or .npy file of whole samples in the model's input type; repeatable.")
+@click.option("--samples", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Number of random samples to add to the input files.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random samples.")
+@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest difference, in output units, that still counts as a match.")
+@rounding_option
+@planner_option
+def verify_command(model: Path, inputs: tuple[Path, ...], samples: int, seed: int, tolerance: float,
+                   rounding: str, planner: str) -> None:
+    """Compile MODEL, run the C on the host, and compare every output element with the reference."""
+    from tinycompile.verify import verify_model
+
+    result = verify_model(model, rounding=rounding, samples=samples, seed=seed, inputs=list(inputs),
+                          tolerance=tolerance, planner=planner)
+    print_verify_result(result)
+    if not result.ok:
+        sys.exit(1)
+
+
+def print_verify_result(result) -> None:
+    table = Table(title=f"{Path(result.model).name}: generated C vs {result.reference.upper()} "
+                        f"({result.samples} samples, rounding {result.rounding}, tolerance {result.tolerance:g})")
+    table.add_column("output")
+    table.add_column("elements", justify="right")
+    table.add_column("mismatches", justify="right")
+    table.add_column("max |diff|", justify="right")
+    for o in result.outputs:
+        table.add_row(o.name[:48], f"{o.elements:,}", str(o.mismatches), f"{o.max_abs_diff:g}")
+    console.print(table)
+    verdict = "PASS: bit-exact" if result.ok and result.tolerance == 0 else "PASS" if result.ok else "FAIL"
+    console.print(verdict)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, turning user errors into one-line messages with exit code 2."""
+    try:
+        code = cli.main(args=argv, prog_name="tinycompile", standalone_mode=False)
+    except TinyCompileError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
