@@ -26,7 +26,11 @@ from tinycompile.errors import TinyCompileError
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = PACKAGE_ROOT / "templates"
 FIRMWARE_DIR = PACKAGE_ROOT / "firmware"
-KERNEL_HEADERS = ("tc_common.h", "tc_kernels.h")
+
+
+def kernel_headers() -> list[Path]:
+    """Every kernel header; tc_kernels.h includes the per-family ones, so all are copied."""
+    return sorted((FIRMWARE_DIR / "include").glob("*.h"))
 
 
 def _environment() -> jinja2.Environment:
@@ -81,8 +85,8 @@ def write_model(compiled: CompiledModel, out_dir: str | Path, force: bool = Fals
             (tmp / rel).write_text(text)
         kernels = tmp / "tc"
         kernels.mkdir()
-        for header in KERNEL_HEADERS:
-            shutil.copyfile(FIRMWARE_DIR / "include" / header, kernels / header)
+        for header in kernel_headers():
+            shutil.copyfile(header, kernels / header.name)
         for source in compiled.kernel_sources:
             shutil.copyfile(FIRMWARE_DIR / "kernels" / source, kernels / source)
         tmp.chmod(0o755)
