@@ -11,10 +11,9 @@ bound it is optimal and the solver is skipped.
 The solver runs single-threaded with a fixed seed. It stops on a work limit measured in CP-SAT's
 deterministic time, which counts work done rather than seconds elapsed. So with one OR-Tools
 version the same buffers give the same plan on every run and machine. A wall-clock limit backs it
-up. If that one fires
-first, the result may differ between runs, and a warning says so. Above `max_buffers` buffers, or
-when the solver stops without a better plan, the best heuristic plan is returned and the reason
-is logged.
+up. If that one fires first, the result may differ between runs, and a warning says so. Above
+`max_buffers` buffers, or when the solver stops without a better plan, the best heuristic plan is
+returned and the reason is logged.
 """
 
 from __future__ import annotations
