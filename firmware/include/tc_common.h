@@ -60,19 +60,35 @@ TC_INLINE int32_t tc_rounding_divide_by_pot(int32_t x, int exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* Multiply an int32 by a quantized multiplier (Q31 mantissa with exponent `shift`). */
-TC_INLINE int32_t tc_requantize(int32_t x, int32_t multiplier, int32_t shift)
+/* Double rounding: a rounding doubling high multiply, then a rounding right shift (TFLM). */
+TC_INLINE int32_t tc_requantize_double(int32_t x, int32_t multiplier, int32_t shift)
 {
-#if TC_SINGLE_ROUNDING
-    int32_t total_shift = 31 - shift;
-    int64_t round = (int64_t)1 << (total_shift - 1);
-    int64_t result = (int64_t)x * (int64_t)multiplier + round;
-    return (int32_t)(result >> total_shift);
-#else
     int32_t left_shift = shift > 0 ? shift : 0;
     int32_t right_shift = shift > 0 ? 0 : -shift;
     int32_t shifted = (int32_t)((uint32_t)x << left_shift);
     return tc_rounding_divide_by_pot(tc_sat_rounding_doubling_high_mul(shifted, multiplier), right_shift);
+}
+
+/* Single rounding: one 64-bit product, rounded once (half up). Needs shift <= 30. */
+TC_INLINE int32_t tc_requantize_single(int32_t x, int32_t multiplier, int32_t shift)
+{
+    int32_t total_shift = 31 - shift;
+    int64_t round = (int64_t)1 << (total_shift - 1);
+    int64_t result = (int64_t)x * (int64_t)multiplier + round;
+    return (int32_t)(result >> total_shift);
+}
+
+/*
+ * Multiply an int32 by a quantized multiplier (Q31 mantissa with exponent `shift`) with the
+ * rounding that TC_SINGLE_ROUNDING selects. Kernels whose reference op rounds twice in both
+ * interpreters call tc_requantize_double directly.
+ */
+TC_INLINE int32_t tc_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+#if TC_SINGLE_ROUNDING
+    return tc_requantize_single(x, multiplier, shift);
+#else
+    return tc_requantize_double(x, multiplier, shift);
 #endif
 }
 

@@ -1,4 +1,9 @@
-/* Int8 depthwise convolution with any depth multiplier; bit-exact with TFLM's reference DEPTHWISE_CONV_2D. */
+/*
+ * Int8 depthwise convolution with any depth multiplier; bit-exact with TFLM's reference
+ * DEPTHWISE_CONV_2D. LiteRT's reference kernel also rounds twice when it requantizes (unlike its
+ * FULLY_CONNECTED, which follows the single-rounding build), so this kernel rounds twice in both
+ * modes.
+ */
 #include "tc_kernels.h"
 
 tc_status tc_depthwise_conv2d_s8(const tc_conv_params *p, const int8_t *input, const int8_t *filter,
@@ -37,7 +42,7 @@ tc_status tc_depthwise_conv2d_s8(const tc_conv_params *p, const int8_t *input, c
                             acc += bias[oc];
                         }
                         const int32_t ch = q->per_channel ? oc : 0;
-                        acc = tc_requantize(acc, q->multiplier[ch], q->shift[ch]) + q->output_offset;
+                        acc = tc_requantize_double(acc, q->multiplier[ch], q->shift[ch]) + q->output_offset;
                         out[oc] = (int8_t)tc_clamp_i32(acc, q->act_min, q->act_max);
                     }
                 }
