@@ -8,9 +8,9 @@
  *   tc_profile.txt   written: "timer <name>", "layers <n>", then per sample
  *                    "sample <i> <invoke ticks> <layer 0 ticks> ... <layer n-1 ticks>",
  *                    then "stack <size> <used>" (bytes)
- *   tc_progress.txt  written while running: "<sample> <layer> <layer name>" after each layer,
- *                    "<sample> done" after each sample; the host reads the last line after a
- *                    timeout to name the layer that did not finish
+ *   tc_progress.txt  written while running: "<sample> <layer> <layer name>" after each layer
+ *                    and "<sample> done" after each sample. After a timeout the host reads the
+ *                    last line to name the last layer that finished.
  * The exit status is one of the TC_EXIT_* codes in tc_harness.h.
  *
  * Nothing here allocates memory dynamically: all buffers are static.
@@ -25,7 +25,7 @@
 #define TC_PROFILE_FILE "tc_profile.txt"
 #define TC_PROGRESS_FILE "tc_progress.txt"
 
-/* Buffered text output to a semihosting handle; one host call per full buffer. */
+/* Buffered text output to a semihosting handle, with one host call per full buffer. */
 typedef struct {
     int handle;
     size_t length;

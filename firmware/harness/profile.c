@@ -1,8 +1,8 @@
 /*
  * Per-layer profiling hooks. Generated code built with -DTC_PROFILE calls tc_profile_begin(i)
- * and tc_profile_end(i) around layer i; these accumulate timer ticks per layer for the current
- * sample and report each finished layer to the harness, which records progress on the host so a
- * hang can be attributed to a layer.
+ * and tc_profile_end(i) around layer i. The hooks add up timer ticks per layer for the current
+ * sample and report each finished layer to the harness. The harness records that progress on
+ * the host, so a hang can be traced to a layer.
  */
 #include "profile.h"
 

@@ -86,7 +86,7 @@ void tc_sh_exit(int status)
     uint32_t block[2];
     block[0] = ADP_STOPPED_APPLICATION_EXIT;
     block[1] = (uint32_t)status;
-    /* SYS_EXIT_EXTENDED carries the status code on AArch32; a host without it returns, and
+    /* SYS_EXIT_EXTENDED carries the status code on AArch32. A host without it returns, and
      * plain SYS_EXIT then reports success or failure without the code. */
     tc_sh_call(SYS_EXIT_EXTENDED, block);
     tc_sh_call(SYS_EXIT, (const void *)(uintptr_t)(status == 0 ? ADP_STOPPED_APPLICATION_EXIT : 0x20023u));

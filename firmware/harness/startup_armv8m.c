@@ -3,7 +3,8 @@
  *
  * The harness runs in the Secure state, in which these cores leave reset. The reset handler
  * sets MSPLIM to the bottom of the stack region, so a stack overflow raises a UsageFault
- * (STKOF) instead of silently overwriting .bss, and enables CP10/CP11, which covers both the FPU
+ * (STKOF) at once instead of writing below the start of RAM, and enables CP10/CP11, which
+ * covers both the FPU
  * and, on the Cortex-M55, the M-profile Vector Extension (MVE).
  */
 #include "startup.h"

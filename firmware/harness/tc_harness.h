@@ -2,8 +2,8 @@
  * Shared declarations of the tinycompile firmware harness: exit codes, linker symbols, the
  * layer timer and the stack measurement.
  *
- * The exit codes are the QEMU process exit status (through SYS_EXIT_EXTENDED) and are decoded
- * by tinycompile/deploy/qemu.py; keep both lists in step.
+ * The exit codes become the QEMU process exit status (through SYS_EXIT_EXTENDED), which
+ * tinycompile/deploy/qemu.py decodes, so keep both lists in step.
  */
 #ifndef TC_HARNESS_H
 #define TC_HARNESS_H
@@ -39,7 +39,7 @@ void tc_fault_report(const uint32_t *frame, const char *name) __attribute__((nor
 
 /* Start the layer timer: SysTick with a wrap counter, or the DWT cycle counter. */
 void tc_timer_init(void);
-/* Return the timer value in timer ticks since tc_timer_init(); monotonic, 64 bits. */
+/* Return the monotonic 64-bit count of timer ticks since tc_timer_init(). */
 uint64_t tc_timer_now(void);
 /* Name of the timer unit written to the profile: "systick" or "dwt". */
 const char *tc_timer_name(void);

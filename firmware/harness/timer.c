@@ -3,7 +3,7 @@
  *
  * Two sources are supported:
  *  - SysTick (default). It counts down from 0xFFFFFF on the core clock and raises an exception
- *    at each wrap; the handler counts wraps, so tc_timer_now() returns a 64-bit tick count. On
+ *    at each wrap. The handler counts wraps, so tc_timer_now() returns a 64-bit tick count. On
  *    hardware one tick is one core cycle. Under "qemu-system-arm -icount shift=0" QEMU does not
  *    model cycles but advances the virtual clock by 1 ns per executed instruction, so one tick is
  *    (1e9 / SysTick clock in Hz) instructions, a fixed ratio per machine that the host side
@@ -54,8 +54,8 @@ void tc_timer_init(void)
 }
 
 /* The 32-bit counter wraps after 2^32 cycles (about 20 s at 216 MHz). Each call extends it to
- * 64 bits, which is exact as long as calls are less than one wrap apart; the harness reads the
- * timer at least once per layer. */
+ * 64 bits, which is exact while calls are less than one wrap apart. NOTE: the harness reads the
+ * timer around each layer, so a single layer longer than one wrap is under-counted. */
 uint64_t tc_timer_now(void)
 {
     uint32_t now = DWT_CYCCNT;

@@ -1,9 +1,9 @@
 """Board descriptions: load ``boards/<name>.yaml`` into validated, frozen :class:`Board` objects.
 
-A board file states the CPU and its extensions (FPU, DSP, MVE), the memory regions the firmware
-may use (flash for code and constants, SRAM for data, arena and stack, optionally a separate boot
-region for the vector table) and how to run it: a QEMU machine for simulated boards, a PlatformIO
-target and clock for real ones. Every field is checked when the file is loaded, so later stages
+A board file states the CPU and its extensions (FPU, DSP, MVE) and the memory regions the
+firmware may use: flash for code and constants, SRAM for data, arena and stack, and optionally a
+separate boot region for the vector table. It also states how to run the firmware: a QEMU machine
+for simulated boards, or a PlatformIO target and clock for real ones. Every field is checked when the file is loaded, so later stages
 (linker script, compiler flags, QEMU command line) can trust the values; a bad file raises
 ``TinyCompileError`` with one line naming the file and the field.
 
@@ -35,12 +35,12 @@ DEFAULT_SRAM_BUDGET = 256 * 1024
 # Stack reserved by the firmware harness unless the caller sets another size.
 DEFAULT_STACK_SIZE = 8 * 1024
 # Static RAM of the firmware harness besides the model: output buffers, timer state and one
-# 64-bit tick counter per layer. NOTE: an estimate from a build of the test model on qemu-m4
-# (748 bytes of .bss without the arena), rounded up; the linker script remains the exact check.
+# 64-bit tick counter per layer. NOTE: this is an estimate, rounded up from a build of the test
+# model on qemu-m4 (748 bytes of .bss besides the arena). The linker script is the exact check.
 HARNESS_SRAM_BYTES = 1024
 HARNESS_SRAM_BYTES_PER_LAYER = 8
 
-# Architecture family of each supported CPU; it selects the start-up code and linker template.
+# Architecture family of each supported CPU, which selects the start-up code and linker template.
 CPU_ARCH = {
     "cortex-m0plus": "armv6m",
     "cortex-m3": "armv7m",
@@ -96,7 +96,7 @@ class QemuTarget:
     """How to simulate a board: the QEMU machine and its SysTick-to-instruction ratio.
 
     ``instructions_per_tick`` converts SysTick ticks to executed instructions under
-    ``qemu-system-arm -icount shift=0``; it is 1e9 divided by the machine's SysTick clock in Hz.
+    ``qemu-system-arm -icount shift=0``. It is 1e9 divided by the machine's SysTick clock in Hz.
     """
 
     machine: str
@@ -168,7 +168,7 @@ def list_boards(boards_dir: Path | None = None) -> list[str]:
 
 
 def load_board(name: str, boards_dir: Path | None = None) -> Board:
-    """Load and validate the board called ``name``; raise TinyCompileError if unknown or invalid."""
+    """Load and validate the board called ``name``, raising TinyCompileError if unknown or invalid."""
     directory = boards_dir or BOARDS_DIR
     path = directory / f"{name}.yaml"
     if not path.is_file():
@@ -263,7 +263,8 @@ class _BoardParser:
         fpu = self.choice("fpu", CPU_FPUS[cpu], detail=f"for {cpu}")
         dsp = self.boolean("dsp")
         if cpu in CPU_FIXED_DSP and dsp != CPU_FIXED_DSP[cpu]:
-            raise self.fail("dsp", f"is {dsp} but {cpu} {'always has' if CPU_FIXED_DSP[cpu] else 'has no'} DSP extension")
+            has_dsp = "always has the" if CPU_FIXED_DSP[cpu] else "has no"
+            raise self.fail("dsp", f"is {dsp} but {cpu} {has_dsp} DSP extension")
         mve = self.boolean("mve")
         if mve and cpu != "cortex-m55":
             raise self.fail("mve", f"is true but {cpu} has no M-profile Vector Extension")

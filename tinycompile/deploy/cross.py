@@ -3,7 +3,7 @@
 The model folder (``model.h``, ``model.c``, ``model_weights.c`` and ``tc/``) is compiled together
 with ``firmware/harness`` by ``arm-none-eabi-gcc`` for the board's CPU, and linked with a linker
 script rendered from ``templates/linker/<arch>.ld.j2``. The script's RAM region is as long as the
-SRAM budget, so data + bss + stack that exceed the budget fail to link; that failure becomes a
+SRAM budget, so data + bss + stack that exceed the budget fail to link. That failure becomes a
 ``BudgetError`` with the overflow in bytes. Section sizes are read back from the ELF with
 ``arm-none-eabi-size``, and the ELF is checked for heap allocator symbols, because generated code
 and harness must not allocate memory at run time.
@@ -32,7 +32,7 @@ LINKER_TEMPLATE_DIR = REPO_ROOT / "templates" / "linker"
 
 TOOLCHAIN_PACKAGES = "gcc-arm-none-eabi and libnewlib-arm-none-eabi"
 
-# Harness sources linked into every image; the start-up file and the main file are added per build.
+# Harness sources linked into every image. The start-up file and the main file are added per build.
 _HARNESS_COMMON_SOURCES = ("semihosting.c", "startup_common.c", "timer.c")
 
 # Symbols whose presence means something in the image allocates from a heap.
@@ -50,8 +50,8 @@ _RODATA_SECTIONS = (".rodata",)
 class FirmwareImage:
     """A linked firmware ELF and its section sizes in bytes, measured from the ELF.
 
-    ``flash`` is what the image stores in flash (code, constants and the .data load image);
-    ``sram`` is what it occupies in RAM (.data, .bss including the model arena, and the stack).
+    ``flash`` is what the image stores in flash: code, constants and the .data load image.
+    ``sram`` is what it occupies in RAM: .data, .bss including the model arena, and the stack.
     ``timer`` is the layer timer compiled in: "systick" (QEMU and Cortex-M0+) or "dwt".
     """
 
@@ -171,7 +171,7 @@ def _build(
     linker_script.write_text(render_linker_script(board, budget, stack_size), encoding="utf-8")
     elf = out_dir / "firmware.elf"
 
-    # DWT is absent on Armv6-M and not modelled by QEMU; SysTick works everywhere.
+    # DWT is absent on Armv6-M and not modelled by QEMU, but SysTick works everywhere.
     timer = "dwt" if not board.simulated and board.arch != "armv6m" else "systick"
     harness_sources = [HARNESS_DIR / name for name in _HARNESS_COMMON_SOURCES]
     harness_sources.append(HARNESS_DIR / f"startup_{board.arch}.c")
@@ -275,15 +275,24 @@ def _raise_build_failure(stderr: str, board: Board, budget: int, log_path: Path)
                 f"firmware for board '{board.name}' is {overflows[region]} bytes larger than its "
                 f"{region.lower()} region ({board.flash.size} bytes of flash); shrink the model"
             )
+    if "undefined reference to `end'" in stderr or "undefined reference to `_sbrk'" in stderr:
+        # libnosys's _sbrk needs the heap start symbol `end`, which the linker script leaves out
+        # on purpose, so any heap allocation fails to link here.
+        raise TinyCompileError(
+            f"firmware for board '{board.name}' calls the heap allocator (malloc or similar); "
+            f"generated code and harness must use static memory only, so remove that call "
+            f"(full log: {log_path})"
+        )
     no_fit = _NO_FIT_PATTERN.search(stderr)
     if no_fit:
         raise BudgetError(
             f"section {no_fit.group(1)} does not fit in region {no_fit.group(2)} on board "
             f"'{board.name}'; shrink the model or raise the SRAM budget"
         )
+    lines = [line for line in stderr.splitlines() if not line.startswith("collect2:")]
     first_error = next(
-        (line for line in stderr.splitlines() if "error" in line.lower()),
-        stderr.strip().splitlines()[0] if stderr.strip() else "no output",
+        (line for line in lines if "error:" in line or "undefined reference" in line),
+        lines[0] if lines else "no output",
     )
     raise ToolError(f"arm-none-eabi-gcc failed for board '{board.name}': {first_error.strip()} (full log: {log_path})")
 

@@ -7,10 +7,10 @@ SYS_EXIT_EXTENDED.
 
 QEMU runs with ``-icount shift=0``: the virtual clock advances exactly 1 ns per executed
 instruction, so SysTick ticks, and therefore the reported counts, are identical on every run of
-the same image and input, whatever the host load. The harness measures SysTick ticks per layer;
-this module multiplies them by the board's ``qemu.instructions_per_tick`` and reports executed
-instructions (not cycles: QEMU does not model pipelines, caches or wait states). One tick is
-several instructions, so each layer count is exact to within one tick's worth.
+the same image and input, whatever the host load. The harness measures SysTick ticks per layer,
+and this module multiplies them by the board's ``qemu.instructions_per_tick`` to report executed
+instructions. These are not cycles, because QEMU does not model pipelines, caches or wait states.
+One tick is several instructions, so each layer count is exact to within one tick's worth.
 
 A firmware that hangs is killed at the timeout; one that faults exits through its fault handler.
 Both raise a :class:`FirmwareError` subclass naming the last layer that completed, taken from the
@@ -56,6 +56,23 @@ EXIT_REASONS = {
 EXIT_FAULT = 8
 
 _CALIBRATION_PATTERN = re.compile(r"calibration instructions=(\d+) ticks=(\d+)")
+_CFSR_PATTERN = re.compile(r"cfsr=0x([0-9a-f]{8})")
+
+# Configurable Fault Status Register bits (Armv7-M and Armv8-M Mainline) worth naming.
+_CFSR_BITS = {
+    0: "instruction access violation",
+    1: "data access violation",
+    8: "instruction bus error",
+    9: "precise data bus error",
+    10: "imprecise data bus error",
+    16: "undefined instruction",
+    17: "invalid state",
+    18: "invalid exception return",
+    19: "coprocessor (FPU or MVE) disabled",
+    20: "stack overflow (MSPLIM)",
+    24: "unaligned access",
+    25: "division by zero",
+}
 
 
 class FirmwareError(TinyCompileError):
@@ -80,8 +97,8 @@ class QemuRun:
     """Result of one firmware run in QEMU.
 
     Counts are executed instructions (SysTick ticks x the board's instructions per tick).
-    ``layer_instructions`` and ``total_instructions`` are means over the samples, rounded;
-    the ``*_per_sample`` fields hold every sample's values. ``total_instructions`` covers the
+    ``layer_instructions`` and ``total_instructions`` are means over the samples, rounded, and
+    the ``*_per_sample`` fields contain every sample's values. ``total_instructions`` covers the
     whole tc_model_invoke() call without the profiling hooks' progress output.
     """
 
@@ -158,7 +175,7 @@ def run_firmware(
 ) -> QemuRun:
     """Run ``image`` on the simulated ``board`` over ``samples`` and return outputs and counts.
 
-    Each sample is the model's inputs concatenated in index order; ``output_size`` is the byte
+    Each sample is the model's inputs concatenated in index order. ``output_size`` is the byte
     size of one sample's outputs, all outputs concatenated. Raises FirmwareTimeoutError after
     ``timeout`` seconds, FirmwareFaultError on a fault, FirmwareError on any other failure.
     """
@@ -295,6 +312,12 @@ def _raise_exit_failure(code: int, console: str, board: Board, progress: _Progre
     harness_lines = [line for line in console.splitlines() if line.startswith("tc-harness:")]
     detail = harness_lines[-1].removeprefix("tc-harness:").strip() if harness_lines else console.strip()
     reason = EXIT_REASONS.get(code, f"QEMU exited with status {code}")
+    cfsr = _CFSR_PATTERN.search(detail)
+    if code == EXIT_FAULT and cfsr:
+        value = int(cfsr.group(1), 16)
+        causes = [text for bit, text in _CFSR_BITS.items() if value & (1 << bit)]
+        if causes:
+            reason += f": {', '.join(causes)}"
     message = f"firmware on board '{board.name}' failed: {reason} ({detail or 'no output'}); {_describe_progress(progress)}"
     error_class = FirmwareFaultError if code == EXIT_FAULT else FirmwareError
     raise error_class(message, last_sample=progress.sample, last_layer=progress.layer)
