@@ -150,6 +150,27 @@ def test_instruction_counts_repeat_exactly(fake_images, board_name):
 @needs_qemu
 @pytest.mark.qemu
 @pytest.mark.parametrize("board_name", SIMULATED)
+def test_systick_wraps_counted(fake_images, tmp_path, board_name):
+    # A 64-tick SysTick period wraps inside many layers. A lost or doubled wrap would shift a
+    # count by 64 ticks, while the wrap handler itself adds only a few instructions.
+    board = load_board(board_name)
+    samples = make_samples(48, seed=5)
+    wrapping = build_firmware(FAKE_MODEL, board, tmp_path, defines=["TC_SYSTICK_RELOAD=63"])
+    reference = run_firmware(fake_images[board_name], board, samples, OUTPUT_SIZE, timeout=20)
+    measured = run_firmware(wrapping, board, samples, OUTPUT_SIZE, timeout=20)
+    tolerance = 5 * board.qemu.instructions_per_tick
+    assert measured.outputs == reference.outputs
+    for expected, actual in zip(reference.total_instructions_per_sample, measured.total_instructions_per_sample):
+        assert abs(actual - expected) <= tolerance
+    for expected_layers, actual_layers in zip(reference.layer_instructions_per_sample, measured.layer_instructions_per_sample):
+        for expected, actual in zip(expected_layers, actual_layers):
+            assert abs(actual - expected) <= tolerance
+
+
+@needs_toolchain
+@needs_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("board_name", SIMULATED)
 def test_ticks_ratio_matches_board(tmp_path, board_name):
     board = load_board(board_name)
     measured = measure_instructions_per_tick(board, tmp_path)

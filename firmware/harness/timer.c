@@ -2,8 +2,8 @@
  * Layer timer of the harness.
  *
  * Two sources are supported:
- *  - SysTick (default). It counts down from 0xFFFFFF on the core clock and raises an exception
- *    at each wrap. The handler counts wraps, so tc_timer_now() returns a 64-bit tick count. On
+ *  - SysTick (default). It counts down from 0xFFFFFF (TC_SYSTICK_RELOAD) on the core clock and
+ *    raises an exception at each wrap. The handler counts wraps, so tc_timer_now() returns a 64-bit tick count. On
  *    hardware one tick is one core cycle. Under "qemu-system-arm -icount shift=0" QEMU does not
  *    model cycles but advances the virtual clock by 1 ns per executed instruction, so one tick is
  *    (1e9 / SysTick clock in Hz) instructions, a fixed ratio per machine that the host side
@@ -22,7 +22,11 @@
 #define SYST_CSR_ENABLE (1u << 0)
 #define SYST_CSR_TICKINT (1u << 1)
 #define SYST_CSR_CLKSOURCE_CORE (1u << 2)
-#define SYSTICK_MAX 0x00FFFFFFu
+/* SysTick reload value. Tests build with a small value to make wraps frequent. */
+#ifndef TC_SYSTICK_RELOAD
+#define TC_SYSTICK_RELOAD 0x00FFFFFFu
+#endif
+#define TC_SYSTICK_PERIOD ((uint64_t)TC_SYSTICK_RELOAD + 1u)
 
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
 #define DEMCR_TRCENA (1u << 24)
@@ -76,14 +80,14 @@ const char *tc_timer_name(void)
 void tc_timer_init(void)
 {
     tc_systick_wraps = 0;
-    SYST_RVR = SYSTICK_MAX;
+    SYST_RVR = TC_SYSTICK_RELOAD;
     SYST_CVR = 0; /* any write clears the counter */
     SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE_CORE;
 }
 
 /*
- * The counter runs 0xFFFFFF, ..., 1, 0, 0xFFFFFF, ... and the wrap exception is raised when it
- * reaches 0, so (0x1000000 - value) mod 2^24 counts up within one wrap period. A wrap whose
+ * The counter runs RELOAD, ..., 1, 0, RELOAD, ... and the wrap exception is raised when it
+ * reaches 0, so (PERIOD - value) mod PERIOD counts up within one wrap period. A wrap whose
  * exception is still pending (PENDSTSET) has not been counted by the handler yet: in that case
  * the counter is read again and the wrap is added here. Interrupts are masked so the handler
  * cannot run between the two reads.
@@ -103,7 +107,7 @@ uint64_t tc_timer_now(void)
     }
     __asm__ volatile("msr primask, %0" ::"r"(primask) : "memory");
 
-    return ((uint64_t)wraps << 24) + ((0x01000000u - value) & SYSTICK_MAX);
+    return (uint64_t)wraps * TC_SYSTICK_PERIOD + (value == 0 ? 0 : TC_SYSTICK_PERIOD - value);
 }
 
 const char *tc_timer_name(void)
