@@ -8,7 +8,8 @@
 
 #include "model.h"
 
-static uint64_t tc_layer_ticks[TC_MODEL_NUM_LAYERS];
+/* At least one element, so a model without layers still compiles. */
+static uint64_t tc_layer_ticks[TC_MODEL_NUM_LAYERS > 0 ? TC_MODEL_NUM_LAYERS : 1];
 static uint64_t tc_layer_start;
 static uint64_t tc_hook_ticks;
 

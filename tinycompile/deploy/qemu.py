@@ -197,10 +197,10 @@ def run_firmware(
             )
         except subprocess.TimeoutExpired as expired:
             progress = _read_progress(work_dir)
-            console = _decode(expired.stdout) + _decode(expired.stderr)
+            logger.debug("qemu timed out; console output:\n%s", _decode(expired.stdout) + _decode(expired.stderr))
             raise FirmwareTimeoutError(
                 f"firmware on board '{board.name}' did not finish within {timeout:g} s; "
-                f"{_describe_progress(progress)}; the model may loop forever there",
+                f"{_describe_progress(progress)}; check the next layer for an endless loop",
                 last_sample=progress.sample,
                 last_layer=progress.layer,
             ) from None
@@ -221,7 +221,7 @@ def run_firmware(
     ratio = board.qemu.instructions_per_tick
     layers_per_sample = [[round(ticks * ratio) for ticks in layers] for _, layers in profile.samples]
     totals = [round(invoke * ratio) for invoke, _ in profile.samples]
-    layer_means = [round(sum(column) / len(column)) for column in zip(*layers_per_sample)] if samples else []
+    layer_means = [round(sum(column) / len(column)) for column in zip(*layers_per_sample)]
     return QemuRun(
         outputs=outputs,
         layer_instructions=layer_means,
