@@ -86,4 +86,6 @@ tc_status tc_add_s8(const tc_binary_params *p, const int8_t *input1, const int8_
 tc_status tc_sub_s8(const tc_binary_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 tc_status tc_mul_s8(const tc_binary_params *p, const int8_t *input1, const int8_t *input2, int8_t *output);
 
+#include "tc_kernels_extra.h"
+
 #endif /* TC_KERNELS_H */

@@ -1,0 +1,110 @@
+/*
+ * Int8 kernels of the base op set beyond convolution, pooling and element-wise arithmetic:
+ * SOFTMAX, PAD/PADV2, MEAN/SUM, QUANTIZE/DEQUANTIZE and the standalone activations.
+ *
+ * Shapes are flattened by the compiler: a kernel sees element counts, six-dimensional extents
+ * (leading dimensions set to 1) and element strides, never the model's tensors. Each kernel
+ * computes what TFLM's reference kernel computes, and what LiteRT's BUILTIN_REF kernel computes
+ * when TC_SINGLE_ROUNDING is 1; where the two interpreters differ by more than rounding, the
+ * compiler fills in the parameters that select the matching behaviour.
+ */
+#ifndef TC_KERNELS_EXTRA_H
+#define TC_KERNELS_EXTRA_H
+
+#include "tc_common.h"
+
+#ifndef TC_MAX_DIMS
+#define TC_MAX_DIMS 6
+#endif
+
+/*
+ * SOFTMAX over the last axis. The output scale is 1/256 with zero point -128 (int8) or 1/65536
+ * with zero point -32768 (int16). `input_multiplier` and `input_left_shift` scale a difference
+ * to the row maximum, times beta and the input scale, into a fixed-point number with 5 integer
+ * bits; differences below `diff_min` contribute nothing.
+ */
+typedef struct {
+    int32_t outer_size;          /* number of rows */
+    int32_t depth;               /* elements per row */
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+    int32_t double_rounding;     /* 1: scale differences with double rounding whatever TC_SINGLE_ROUNDING says */
+} tc_softmax_params;
+
+tc_status tc_softmax_s8(const tc_softmax_params *p, const int8_t *input, int8_t *output);
+tc_status tc_softmax_s8_s16(const tc_softmax_params *p, const int8_t *input, int16_t *output);
+
+/* Constant padding of a tensor of any element type, up to six dimensions. */
+typedef struct {
+    int32_t in_dims[TC_MAX_DIMS];
+    int32_t out_dims[TC_MAX_DIMS];
+    int32_t pad_before[TC_MAX_DIMS];
+    int32_t element_size;        /* bytes per element: 1, 2, 4 or 8 */
+    uint8_t pad_value[8];        /* the bytes of one padding element, in memory order */
+} tc_pad_params;
+
+tc_status tc_pad(const tc_pad_params *p, const void *input, void *output);
+
+/* How a reduction turns the int32 sum of raw input values into an output value. */
+typedef enum {
+    TC_REDUCE_TRUNCATE = 0,      /* sum / count, truncated (MEAN with equal input and output quantization) */
+    TC_REDUCE_REQUANTIZE = 1,    /* requantize (sum - count * input_zero_point) to the output */
+    TC_REDUCE_ROUND_AVERAGE = 2  /* requantize, then divide by count rounding half away from zero */
+} tc_reduce_mode;
+
+/*
+ * MEAN or SUM over any set of axes. The kept axes enumerate the outputs in order, the reduced
+ * axes the elements summed into each; both are six entries with extent 1 for unused ones.
+ */
+typedef struct {
+    int32_t kept_dims[TC_MAX_DIMS];
+    int32_t kept_strides[TC_MAX_DIMS];
+    int32_t reduced_dims[TC_MAX_DIMS];
+    int32_t reduced_strides[TC_MAX_DIMS];
+    int32_t count;               /* elements summed into each output */
+    int32_t mode;                /* a tc_reduce_mode */
+    int32_t double_rounding;     /* 1: requantize with double rounding whatever TC_SINGLE_ROUNDING says */
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier;
+    int32_t shift;
+} tc_reduce_params;
+
+tc_status tc_reduce_sum_s8(const tc_reduce_params *p, const int8_t *input, int8_t *output);
+
+/* QUANTIZE from float32 and DEQUANTIZE to float32: real = scale * (q - zero_point). */
+typedef struct {
+    int32_t size;
+    float scale;
+    int32_t zero_point;
+} tc_affine_params;
+
+tc_status tc_quantize_f32_s8(const tc_affine_params *p, const float *input, int8_t *output);
+tc_status tc_dequantize_s8_f32(const tc_affine_params *p, const int8_t *input, float *output);
+
+/*
+ * Element-wise int8 -> int8 maps: QUANTIZE between two int8 scales, RELU, RELU6, RELU_N1_TO_1
+ * and LEAKY_RELU. Inputs at or above the input zero point are requantized with `multiplier`,
+ * those below with `alpha_multiplier` (the same as `multiplier` except for LEAKY_RELU), then
+ * clamped to [act_min, act_max].
+ */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t multiplier;
+    int32_t shift;
+    int32_t alpha_multiplier;
+    int32_t alpha_shift;
+    int32_t act_min;
+    int32_t act_max;
+    int32_t double_rounding;     /* 1: requantize with double rounding whatever TC_SINGLE_ROUNDING says */
+} tc_elementwise_params;
+
+tc_status tc_requantize_s8(const tc_elementwise_params *p, const int8_t *input, int8_t *output);
+
+/* Clamp raw int8 values to [act_min, act_max] without rescaling (TFLM's RELU6). */
+tc_status tc_clamp_s8(const tc_elementwise_params *p, const int8_t *input, int8_t *output);
+
+#endif /* TC_KERNELS_EXTRA_H */
