@@ -46,16 +46,12 @@ typedef struct {
 
 tc_status tc_pad(const tc_pad_params *p, const void *input, void *output);
 
-/* How a reduction turns the int32 sum of raw input values into an output value. */
-typedef enum {
-    TC_REDUCE_TRUNCATE = 0,      /* sum / count, truncated (MEAN with equal input and output quantization) */
-    TC_REDUCE_REQUANTIZE = 1,    /* requantize (sum - count * input_zero_point) to the output */
-    TC_REDUCE_ROUND_AVERAGE = 2  /* requantize, then divide by count rounding half away from zero */
-} tc_reduce_mode;
-
 /*
- * MEAN or SUM over any set of axes. The kept axes enumerate the outputs in order, the reduced
- * axes the elements summed into each; both are six entries with extent 1 for unused ones.
+ * MEAN or SUM over any set of axes: each output is the int32 sum of the raw input values it
+ * covers, minus count * input_zero_point, requantized with double rounding (both reference
+ * interpreters round twice here) and offset by the output zero point. For MEAN the compiler
+ * folds 1/count into the multiplier. The kept axes enumerate the outputs in order, the reduced
+ * axes the elements of one sum; both are six extents and element strides, extent 1 when unused.
  */
 typedef struct {
     int32_t kept_dims[TC_MAX_DIMS];
@@ -63,8 +59,6 @@ typedef struct {
     int32_t reduced_dims[TC_MAX_DIMS];
     int32_t reduced_strides[TC_MAX_DIMS];
     int32_t count;               /* elements summed into each output */
-    int32_t mode;                /* a tc_reduce_mode */
-    int32_t double_rounding;     /* 1: requantize with double rounding whatever TC_SINGLE_ROUNDING says */
     int32_t input_zero_point;
     int32_t output_zero_point;
     int32_t multiplier;

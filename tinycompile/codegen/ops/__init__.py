@@ -1,3 +1,3 @@
 """Lowerings of each supported op family; importing this package registers them all."""
 
-from tinycompile.codegen.ops import conv, elementwise, fully_connected, pool, pad, reshape, softmax  # noqa: F401
+from tinycompile.codegen.ops import conv, elementwise, fully_connected, pad, pool, reduce, reshape, softmax  # noqa: F401
