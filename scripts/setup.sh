@@ -34,7 +34,11 @@ stamp="$venv/.tinycompile-installed"
 want="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing tinycompile and its dependencies into $venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
-    "$venv/bin/pip" install -q --disable-pip-version-check -e "$repo[test]"
+    log="$venv/pip-install.log"
+    if ! "$venv/bin/pip" install --disable-pip-version-check -e "$repo[test]" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "setup: pip install failed; the full log is $log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi

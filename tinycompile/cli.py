@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -102,6 +103,93 @@ def print_verify_result(result) -> None:
     console.print(table)
     verdict = "PASS: bit-exact" if result.ok and result.tolerance == 0 else "PASS" if result.ok else "FAIL"
     console.print(verdict)
+
+
+@cli.command("simulate")
+@model_argument
+@click.option("--board", default="qemu-m4", show_default=True, help="Simulated board (qemu-m3, qemu-m4, ...).")
+@click.option("--input", "inputs", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Raw binary or .npy file of whole samples in the model's input type; repeatable.")
+@click.option("--samples", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Number of random samples to add to the input files.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random samples.")
+@click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-Os", "-O3", "-O1", "-O0"]),
+              help="Optimization level of the cross build.")
+@click.option("--sram-budget", type=click.IntRange(min=1), default=None,
+              help="SRAM budget in bytes (default: the board's, 256 KB for qemu-* boards).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds before a hanging firmware is stopped (default: from the model's MACs).")
+@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest difference, in output units, that still counts as a match.")
+@click.option("--labels", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Text file with one class name per line, to name the predicted classes.")
+@rounding_option
+@planner_option
+def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples: int, seed: int, opt: str,
+                     sram_budget: int | None, timeout: float | None, tolerance: float, labels: Path | None,
+                     rounding: str, planner: str) -> None:
+    """Cross-build MODEL for a simulated board, run it in QEMU and compare it with the reference."""
+    from tinycompile.simulate import simulate_model
+
+    names = read_labels(labels) if labels else None
+    with console.status(f"compiling, cross-building and running {model.name} on {board}"):
+        result = simulate_model(model, board=board, inputs=list(inputs), samples=samples, seed=seed, opt=opt,
+                                sram_budget=sram_budget, rounding=rounding, planner=planner,
+                                tolerance=tolerance, timeout=timeout)
+    print_simulation(result, opt, names)
+    if not result.ok:
+        sys.exit(1)
+
+
+def read_labels(path: Path) -> list[str]:
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise TinyCompileError(f"cannot read labels file '{path}': {exc.strerror}") from None
+
+
+def print_simulation(result, opt: str, labels: list[str] | None = None) -> None:
+    board = result.board
+    run = result.run
+    console.print(f"[bold]{Path(result.model).name}[/bold] on {board.name} ({board.cpu}, QEMU "
+                  f"{board.qemu_machine}), {opt}")
+
+    top = [int(np.argmax(outs[0])) for outs in result.generated]
+    if result.compiled.graph.outputs[0].num_elements > 1:
+        named = [f"{c} ({labels[c]})" if labels and c < len(labels) else str(c) for c in top]
+        console.print(f"predicted class (argmax of output 0) per sample: {', '.join(named)}")
+
+    mismatches = sum(o.mismatches for o in result.outputs)
+    elements = sum(o.elements for o in result.outputs)
+    verdict = "PASS" if result.ok else "FAIL"
+    exact = ", bit-exact" if result.ok and result.tolerance == 0 else ""
+    console.print(f"verification vs {result.reference.upper()}: {result.samples} samples, {mismatches} of "
+                  f"{elements:,} output elements differ (tolerance {result.tolerance:g}): {verdict}{exact}")
+
+    table = Table(title=f"instructions per layer (simulated: QEMU -icount, resolution "
+                        f"{run.instructions_per_tick:g} instructions per layer)")
+    table.add_column("layer", justify="right")
+    table.add_column("op")
+    table.add_column("MACs", justify="right")
+    table.add_column("instructions", justify="right")
+    table.add_column("instr/MAC", justify="right")
+    for layer in result.layers:
+        per_mac = f"{layer.instructions / layer.macs:.2f}" if layer.macs else "-"
+        table.add_row(str(layer.op_index), layer.op_type, f"{layer.macs:,}", f"{layer.instructions:,}", per_mac)
+    console.print(table)
+    console.print(f"total: {run.total_instructions:,} instructions per inference, "
+                  f"{result.compiled.total_macs:,} MACs, {result.instructions_per_mac:.2f} instructions per MAC")
+
+    image = result.image
+    flash_limit = board.flash.size
+    console.print(f"flash: {image.flash:,} bytes (text {image.text:,} + rodata {image.rodata:,} + data "
+                  f"{image.data:,}) of {flash_limit:,} ({100 * image.flash / flash_limit:.1f}%)")
+    static = image.data + image.bss
+    total = static + run.stack_used
+    console.print(f"SRAM: {total:,} bytes of the {result.sram_budget:,}-byte budget "
+                  f"({100 * total / result.sram_budget:.1f}%): data+bss {static:,} "
+                  f"(arena {result.compiled.arena_size:,}) + stack high-water {run.stack_used:,} "
+                  f"of {run.stack_size:,} reserved")
 
 
 def main(argv: list[str] | None = None) -> None:

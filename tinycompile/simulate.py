@@ -1,0 +1,142 @@
+"""Compile a model for a simulated board, run it in QEMU, and check it against the reference.
+
+The steps are: compile, check that the arena fits the board's SRAM budget (before any build),
+cross-build with arm-none-eabi-gcc, run in qemu-system-arm with `-icount shift=0`, compare every
+output element with the reference interpreter, and collect per-layer instruction counts and the
+memory measured from the ELF and the run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinycompile.codegen.emit import write_model
+from tinycompile.compiler import CompileOptions, CompiledModel, compile_graph, load_model
+from tinycompile.deploy.boards import (DEFAULT_BOARD, DEFAULT_STACK_SIZE, Board, check_fits, harness_sram_bytes,
+                                       load_board, resolve_sram_budget)
+from tinycompile.deploy.cross import FirmwareImage, build_firmware
+from tinycompile.deploy.qemu import QemuRun, run_firmware
+from tinycompile.errors import BudgetError, TinyCompileError
+from tinycompile.reference import run_reference
+from tinycompile.verify import OutputComparison, compare, random_samples, read_input_files
+
+# QEMU with -icount shift=0 runs very roughly 50-200 million guest instructions per second here;
+# the timeout allows for the slow end plus start-up, per sample.
+_BASE_TIMEOUT_S = 30.0
+_INSTRUCTIONS_PER_SECOND_FLOOR = 20e6
+_INSTRUCTIONS_PER_MAC_CEILING = 40
+
+
+@dataclass
+class LayerCount:
+    op_index: int
+    op_type: str
+    name: str
+    macs: int
+    instructions: int
+
+
+@dataclass
+class SimulationResult:
+    model: str
+    board: Board
+    sram_budget: int
+    compiled: CompiledModel
+    image: FirmwareImage
+    run: QemuRun
+    reference: str
+    tolerance: float
+    outputs: list[OutputComparison]
+    generated: list[list[np.ndarray]]
+    expected: list[list[np.ndarray]]
+    layers: list[LayerCount]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.mismatches == 0 for o in self.outputs)
+
+    @property
+    def samples(self) -> int:
+        return len(self.generated)
+
+    @property
+    def instructions_per_mac(self) -> float:
+        macs = self.compiled.total_macs
+        return self.run.total_instructions / macs if macs else float("nan")
+
+
+def default_timeout(compiled: CompiledModel, samples: int) -> float:
+    estimate = max(compiled.total_macs, 10_000) * _INSTRUCTIONS_PER_MAC_CEILING / _INSTRUCTIONS_PER_SECOND_FLOOR
+    return _BASE_TIMEOUT_S + estimate * samples
+
+
+def check_budget(compiled: CompiledModel, board: Board, sram_budget: int | None) -> int:
+    """Raise BudgetError before any build if the plan cannot fit; return the budget in bytes."""
+    budget = resolve_sram_budget(board, sram_budget)
+    try:
+        check_fits(board, compiled.arena_size, sram_budget=budget, stack_bytes=DEFAULT_STACK_SIZE,
+                   other_bytes=harness_sram_bytes(len(compiled.layers)))
+    except BudgetError as exc:
+        peak = compiled.layers[compiled.peak_step].op
+        raise BudgetError(
+            f"{exc}; the arena alone is {compiled.arena_size} bytes and peaks at layer {peak.index} "
+            f"({peak.op_type} '{peak.short_name}')"
+        ) from None
+    return budget
+
+
+def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: list[Path] | tuple = (),
+                   samples: int = 5, seed: int = 0, opt: str = "-O2", sram_budget: int | None = None,
+                   rounding: str = "tflm", planner: str = "auto", tolerance: float = 0.0,
+                   timeout: float | None = None, extra_samples: list[list[np.ndarray]] | tuple = (),
+                   workdir: Path | None = None, compile_options: CompileOptions | None = None) -> SimulationResult:
+    """Run `model_path` on a simulated board and compare every output element with the reference."""
+    if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
+        raise TinyCompileError(f"optimization level '{opt}' is invalid; use -O2 or -Os")
+    model_path = Path(model_path)
+    target = load_board(board)
+    if not target.simulated:
+        raise TinyCompileError(
+            f"board '{target.name}' is a real board; simulate runs qemu-* boards, and "
+            f"`tinycompile project --check --board {target.name}` checks that the model fits it"
+        )
+    graph = load_model(model_path)
+    data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
+    data += random_samples(graph, samples, seed)
+    if not data:
+        raise TinyCompileError("no samples to simulate; pass --samples N or --input FILE")
+    options = compile_options or CompileOptions(rounding=rounding, planner=planner)
+    compiled = compile_graph(graph, options)
+    budget = check_budget(compiled, target, sram_budget)
+
+    with tempfile.TemporaryDirectory(prefix="tinycompile-simulate-") as tmp:
+        work = Path(workdir) if workdir else Path(tmp)
+        model_dir = write_model(compiled, work / "model", force=True)
+        image = build_firmware(model_dir, target, work / "build", opt=opt, sram_budget=budget)
+        raw_samples = [b"".join(np.ascontiguousarray(x).tobytes() for x in s) for s in data]
+        output_size = sum(t.nbytes for t in graph.outputs)
+        run = run_firmware(image, target, raw_samples, output_size,
+                           timeout=timeout or default_timeout(compiled, len(data)))
+
+    generated = []
+    for raw in run.outputs:
+        outs, offset = [], 0
+        for t in graph.outputs:
+            outs.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
+            offset += t.nbytes
+        generated.append(outs)
+    reference = options.rounding
+    expected = run_reference(model_path, data, reference, len(graph.outputs))
+
+    code_layers = [layer for layer in compiled.layers if layer.kernel is not None]
+    layers = [LayerCount(layer.op.index, layer.op.op_type, layer.op.short_name, layer.macs, count)
+              for layer, count in zip(code_layers, run.layer_instructions)]
+    return SimulationResult(
+        model=str(model_path), board=target, sram_budget=budget, compiled=compiled, image=image, run=run,
+        reference=reference, tolerance=tolerance, outputs=compare(graph, generated, expected, tolerance),
+        generated=generated, expected=expected, layers=layers,
+    )
