@@ -26,6 +26,28 @@ rounding_option = click.option(
     "--rounding", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
     help="Requantization rounding to reproduce: TFLM's kernels or LiteRT's reference kernels.",
 )
+
+
+def parse_input_shape(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """Parse repeated NAME:D0,D1,... options into {name: shape}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in values:
+        name, sep, dims = text.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d <= 0 for d in shape):
+            raise click.BadParameter(f"'{text}' is not NAME:D0,D1,... with positive dimensions, "
+                                     "e.g. input:1,3,32,32", ctx=ctx, param=param)
+        shapes[name] = shape
+    return shapes
+
+
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, callback=parse_input_shape, metavar="NAME:D0,D1,...",
+    help="Fix the shape of an ONNX graph input with dynamic dimensions; repeatable.",
+)
 planner_option = click.option(
     "--planner", default="auto", show_default=True,
     help="Memory planner by name (greedy, best-fit, exact); auto keeps the smallest arena.",
@@ -48,12 +70,14 @@ def cli(verbose: int) -> None:
 @click.option("--force", is_flag=True, help="Replace the output folder if it is not empty.")
 @rounding_option
 @planner_option
-def compile_command(model: Path, output: Path, force: bool, rounding: str, planner: str) -> None:
+@input_shape_option
+def compile_command(model: Path, output: Path, force: bool, rounding: str, planner: str,
+                    input_shapes: dict[str, tuple[int, ...]]) -> None:
     """Compile MODEL into a self-contained C99 folder with a static memory plan."""
     from tinycompile.codegen.emit import write_model
     from tinycompile.compiler import CompileOptions, compile_model
 
-    compiled = compile_model(model, CompileOptions(rounding=rounding, planner=planner))
+    compiled = compile_model(model, CompileOptions(rounding=rounding, planner=planner), input_shapes)
     write_model(compiled, output, force=force)
     print_compile_summary(compiled, output)
 
@@ -75,17 +99,19 @@ def print_compile_summary(compiled, output: Path | None) -> None:
 @click.option("--samples", default=10, show_default=True, type=click.IntRange(min=0),
               help="Number of random samples to add to the input files.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random samples.")
-@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Largest difference, in output units, that still counts as a match.")
+@click.option("--tolerance", default=None, type=click.FloatRange(min=0),
+              help="Largest difference that still counts as a match, in output units (in quantization steps "
+                   "for an ONNX model's dequantized outputs). Default: 1 for ONNX models, 0 for TFLite.")
 @rounding_option
 @planner_option
-def verify_command(model: Path, inputs: tuple[Path, ...], samples: int, seed: int, tolerance: float,
-                   rounding: str, planner: str) -> None:
+@input_shape_option
+def verify_command(model: Path, inputs: tuple[Path, ...], samples: int, seed: int, tolerance: float | None,
+                   rounding: str, planner: str, input_shapes: dict[str, tuple[int, ...]]) -> None:
     """Compile MODEL, run the C on the host, and compare every output element with the reference."""
     from tinycompile.verify import verify_model
 
     result = verify_model(model, rounding=rounding, samples=samples, seed=seed, inputs=list(inputs),
-                          tolerance=tolerance, planner=planner)
+                          tolerance=tolerance, planner=planner, input_shapes=input_shapes)
     print_verify_result(result)
     if not result.ok:
         sys.exit(1)

@@ -81,8 +81,11 @@ class CompiledModel:
         return sum(layer.macs for layer in self.layers)
 
 
-def load_model(path: str | Path) -> ir.Graph:
-    """Read a model file with the frontend that its suffix selects."""
+def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> ir.Graph:
+    """Read a model file with the frontend that its suffix selects.
+
+    `input_shapes` fixes ONNX graph input shapes by name (the CLI's --input-shape).
+    """
     path = Path(path)
     if not path.exists():
         raise TinyCompileError(f"model file '{path}' not found")
@@ -98,7 +101,7 @@ def load_model(path: str | Path) -> ir.Graph:
             raise UnsupportedModelError(
                 f"'{path}': ONNX import needs the onnx package: pip install onnx"
             ) from None
-        return load_onnx(path)
+        return load_onnx(path, input_shapes)
     raise TinyCompileError(f"'{path}' has suffix '{suffix}'; tinycompile reads .tflite and .onnx models")
 
 
@@ -115,8 +118,9 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None) -> Com
     return CompiledModel(graph, layers, buffers, plan, options, bound, _layer_memory(layers, buffers))
 
 
-def compile_model(path: str | Path, options: CompileOptions | None = None) -> CompiledModel:
-    return compile_graph(load_model(path), options)
+def compile_model(path: str | Path, options: CompileOptions | None = None,
+                  input_shapes: dict[str, tuple[int, ...]] | None = None) -> CompiledModel:
+    return compile_graph(load_model(path, input_shapes), options)
 
 
 def _layer_memory(layers: list[Layer], buffers: BufferMap) -> list[LayerMemory]:

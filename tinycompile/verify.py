@@ -101,7 +101,7 @@ def random_samples(graph: ir.Graph, count: int, seed: int) -> list[list[np.ndarr
             elif t.dtype == ir.DType.FLOAT32:
                 scale, zp = 1.0 / 64, 0
                 for op in consumers.get(id(t), []):
-                    if op.op_type == "QUANTIZE" and op.outputs[0].quant is not None:
+                    if op.op_type in ("QUANTIZE", "ONNX_QUANTIZE") and op.outputs[0].quant is not None:
                         scale = op.outputs[0].quant.scalar_scale
                         zp = op.outputs[0].quant.scalar_zero_point
                         break
@@ -134,9 +134,30 @@ def run_generated(compiled: CompiledModel, samples: list[list[np.ndarray]], work
     return results
 
 
+ONNX_DEFAULT_TOLERANCE = 1.0  # ONNX Runtime's float requantization may round one step differently
+
+
+def default_tolerance(graph: ir.Graph) -> float:
+    """Return the tolerance that verify uses unless told otherwise: 1 step for ONNX, 0 for TFLite."""
+    return ONNX_DEFAULT_TOLERANCE if graph.source_format == "onnx" else 0.0
+
+
+def output_step(graph: ir.Graph, tensor: ir.Tensor) -> float:
+    """Return the size of one quantization step of a float output that an ONNX model dequantizes, else 1.
+
+    For such outputs the tolerance counts steps of the int8 value behind the float, so that
+    "1" means one LSB whatever the output scale.
+    """
+    producer = graph.producers().get(id(tensor))
+    if producer is not None and producer.op_type == "ONNX_DEQUANTIZE" and producer.inputs[0].quant is not None:
+        return producer.inputs[0].quant.scalar_scale
+    return 1.0
+
+
 def compare(graph: ir.Graph, generated, expected, tolerance: float) -> list[OutputComparison]:
     comparisons = []
     for i, t in enumerate(graph.outputs):
+        step = output_step(graph, t)
         mismatches = 0
         max_diff = 0.0
         elements = 0
@@ -149,7 +170,8 @@ def compare(graph: ir.Graph, generated, expected, tolerance: float) -> list[Outp
                 )
             diff = np.abs(a - b)
             elements += a.size
-            mismatches += int(np.count_nonzero(diff > tolerance))
+            # A relative margin keeps float rounding of whole steps from counting as a mismatch.
+            mismatches += int(np.count_nonzero(diff > tolerance * step * (1 + 1e-6)))
             max_diff = max(max_diff, float(diff.max()) if diff.size else 0.0)
         comparisons.append(OutputComparison(t.name, elements, mismatches, max_diff))
     return comparisons
@@ -157,21 +179,27 @@ def compare(graph: ir.Graph, generated, expected, tolerance: float) -> list[Outp
 
 def verify_model(model_path: str | Path, rounding: str = "tflm", reference: str | None = None,
                  samples: int = 10, seed: int = 0, inputs: list[Path] | tuple = (),
-                 tolerance: float = 0.0, planner: str = "auto", workdir: Path | None = None,
-                 extra_samples: list[list[np.ndarray]] | tuple = ()) -> VerifyResult:
+                 tolerance: float | None = None, planner: str = "auto", workdir: Path | None = None,
+                 extra_samples: list[list[np.ndarray]] | tuple = (),
+                 input_shapes: dict[str, tuple[int, ...]] | None = None) -> VerifyResult:
     """Compile `model_path`, run it on the host and compare every output element with the reference.
 
     Samples are, in order: those read from `inputs` files, `extra_samples` (one array per graph
-    input), then `samples` random ones drawn with `seed`.
+    input), then `samples` random ones drawn with `seed`. `reference` defaults to onnxruntime for
+    ONNX models and to the rounding mode otherwise; `tolerance` defaults to `default_tolerance`.
+    `input_shapes` fixes dynamic ONNX input shapes by name.
     """
     model_path = Path(model_path)
-    graph = load_model(model_path)
+    graph = load_model(model_path, input_shapes)
     data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
     data += random_samples(graph, samples, seed)
     compiled = compile_graph(graph, CompileOptions(rounding=rounding, planner=planner))
     if not data:
         raise TinyCompileError("no samples to verify; pass --samples N or --input FILE")
-    reference = reference or rounding
+    if reference is None:
+        reference = "onnxruntime" if graph.source_format == "onnx" else rounding
+    if tolerance is None:
+        tolerance = default_tolerance(graph)
     expected = run_reference(model_path, data, reference, len(graph.outputs))
     with tempfile.TemporaryDirectory(prefix="tinycompile-verify-") as tmp:
         generated = run_generated(compiled, data, Path(workdir) if workdir else Path(tmp))

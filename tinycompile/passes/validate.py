@@ -17,7 +17,7 @@ FULL_INTEGER_HINT = (
 )
 
 # Ops whose float inputs or outputs are legitimate at the graph boundary.
-_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "ONNX_QUANTIZE", "ONNX_DEQUANTIZE"}
 
 
 def validate_graph(graph: ir.Graph) -> None:
