@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from tinycompile.planning.base import Buffer, MemoryPlan, PackingProblem
+from tinycompile.planning.base import Buffer, Item, MemoryPlan, PackingProblem
 from tinycompile.planning.greedy import size_order
 from tinycompile.planning.placement import FitRule, best_fit, first_fit, place_in_order
 
@@ -27,33 +27,31 @@ def _sorted_indices(problem: PackingProblem, primary: Callable[[int], tuple[int,
         key=lambda i: (
             *primary(i),
             -problem.footprints[i],
-            problem.buffers[i].first,
-            problem.buffers[i].id,
+            problem.items[i].first,
+            problem.items[i].id,
         ),
     )
 
 
-def _lifetime(buffer: Buffer) -> int:
-    return buffer.last - buffer.first + 1
+def _lifetime(item: Item) -> int:
+    return item.last - item.first + 1
 
 
 def area_order(problem: PackingProblem) -> list[int]:
-    """Return indices by descending footprint x lifetime."""
-    return _sorted_indices(
-        problem, lambda i: (-problem.footprints[i] * _lifetime(problem.buffers[i]),)
-    )
+    """Return indices by descending area: footprint x steps, summed over an item's segments."""
+    return _sorted_indices(problem, lambda i: (-problem.items[i].area,))
 
 
 def lifetime_order(problem: PackingProblem) -> list[int]:
     """Return indices by descending lifetime in steps."""
-    return _sorted_indices(problem, lambda i: (-_lifetime(problem.buffers[i]),))
+    return _sorted_indices(problem, lambda i: (-_lifetime(problem.items[i]),))
 
 
 def conflict_order(problem: PackingProblem) -> list[int]:
     """Return indices by descending sum of own and conflicting footprints."""
 
     def pressure(i: int) -> tuple[int]:
-        total = problem.footprints[i] + sum(problem.footprints[j] for j in problem.conflicts[i])
+        total = problem.footprints[i] + sum(problem.height(j, i) for j in problem.conflicts[i])
         return (-total,)
 
     return _sorted_indices(problem, pressure)
@@ -62,7 +60,7 @@ def conflict_order(problem: PackingProblem) -> list[int]:
 def first_use_order(problem: PackingProblem) -> list[int]:
     """Return indices by ascending first step, longer-lived buffers first on a tie."""
     return _sorted_indices(
-        problem, lambda i: (problem.buffers[i].first, -problem.buffers[i].last)
+        problem, lambda i: (problem.items[i].first, -problem.items[i].last)
     )
 
 

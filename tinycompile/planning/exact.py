@@ -4,7 +4,8 @@ Placing buffers with fixed lifetimes in a minimal arena is the dynamic storage a
 problem, which is NP-hard, so the heuristics can leave bytes on the table. This planner states it
 as a two-dimensional packing: each buffer is a rectangle whose time extent is fixed and whose
 offset is a variable (one unit = one alignment step), no two rectangles may overlap, and the
-arena end is minimised. The best heuristic plan seeds the solver as a hint and caps the arena, so
+arena end is minimised. A group of buffers that share bytes in place is one rectangle per
+segment, all starting at the group's one offset variable. The best heuristic plan seeds the solver as a hint and caps the arena, so
 the result is never worse than the heuristics. When the heuristic arena already equals the lower
 bound it is optimal and the solver is skipped.
 
@@ -71,6 +72,7 @@ class ExactPlanner:
                 "exact planner: heuristic %s reaches the lower bound %d bytes", strategy, bound
             )
             return problem.to_plan(heuristic, self.name)
+        # A sharing group counts as one buffer here, because it has one offset variable.
         if len(problem) > self.max_buffers:
             logger.info(
                 "exact planner: %d buffers exceed the limit of %d, so the %s heuristic plan "
@@ -116,7 +118,7 @@ def solve_with_cp_sat(
             "'pip install ortools' or choose the best-fit planner"
         ) from error
 
-    if not problem.buffers:
+    if not problem.items:
         return []
     unit = problem.alignment
     bound = lower_bound(problem.buffers, unit)
@@ -180,22 +182,25 @@ def solve_with_cp_sat(
 def _build_model(
     cp_model: ModuleType, problem: PackingProblem, hint: Sequence[int]
 ) -> tuple[Any, list[Any]]:
-    """Return the CP-SAT model and the offset variable of each buffer index, in alignment units.
+    """Return the CP-SAT model and the offset variable of each item index, in alignment units.
 
-    Each buffer is a rectangle: a fixed interval over its steps times a variable interval over
-    the arena. The arena end lies between the lower bound and the hint's arena.
+    Each segment of an item is a rectangle: a fixed interval over its steps times an interval
+    over the arena that starts at the item's offset variable. The arena end lies between the
+    lower bound and the hint's arena.
     """
     unit = problem.alignment
     sizes = [footprint // unit for footprint in problem.footprints]
     upper = problem.arena_size(hint) // unit
     bound = lower_bound(problem.buffers, unit) // unit
-
-    # Mirroring a plan (offset -> arena - offset - size) gives another valid plan, so the
-    # largest buffer may be kept in the lower half, which halves the search space. The hint is
-    # mirrored too when it breaks that rule.
-    largest = max(range(len(problem)), key=lambda i: (sizes[i], -i))
     hinted = [offset // unit for offset in hint]
-    if 2 * hinted[largest] + sizes[largest] > upper:
+
+    # Mirroring a plan (offset -> arena - offset - size) gives another valid plan when every item
+    # is one rectangle, so then the largest item may be kept in the lower half, which halves the
+    # search space. The hint is mirrored too when it breaks that rule. An item whose height
+    # changes over time is bottom-aligned and has no mirror image, so sharing turns this off.
+    symmetric = all(item.uniform for item in problem.items)
+    largest = max(range(len(problem)), key=lambda i: (sizes[i], -i))
+    if symmetric and 2 * hinted[largest] + sizes[largest] > upper:
         hinted = [upper - start - size for start, size in zip(hinted, sizes)]
 
     model = cp_model.CpModel()
@@ -203,20 +208,24 @@ def _build_model(
     starts = []
     offset_intervals = []
     time_intervals = []
-    for i, buffer in enumerate(problem.buffers):
+    for i, item in enumerate(problem.items):
         start = model.new_int_var(0, upper - sizes[i], f"offset_{i}")
         starts.append(start)
-        offset_intervals.append(model.new_fixed_size_interval_var(start, sizes[i], f"bytes_{i}"))
-        time_intervals.append(
-            model.new_fixed_size_interval_var(
-                buffer.first, buffer.last - buffer.first + 1, f"steps_{i}"
+        for k, segment in enumerate(item.segments):
+            offset_intervals.append(
+                model.new_fixed_size_interval_var(start, segment.footprint // unit, f"bytes_{i}_{k}")
             )
-        )
+            time_intervals.append(
+                model.new_fixed_size_interval_var(
+                    segment.first, segment.last - segment.first + 1, f"steps_{i}_{k}"
+                )
+            )
         model.add(start + sizes[i] <= arena)
         model.add_hint(start, hinted[i])
     model.add_hint(arena, upper)
 
     model.add_no_overlap_2d(time_intervals, offset_intervals)
-    model.add(2 * starts[largest] + sizes[largest] <= arena)
+    if symmetric:
+        model.add(2 * starts[largest] + sizes[largest] <= arena)
     model.minimize(arena)
     return model, starts

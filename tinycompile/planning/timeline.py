@@ -65,6 +65,7 @@ def render_timeline(buffers: Sequence[Buffer], plan: MemoryPlan, width: int = 64
         lines.append(
             f"  {labels[buffer.id]}  id {buffer.id:<4} {buffer.name:<{name_width}}  "
             f"size {buffer.size:>7}  steps {buffer.first}-{buffer.last}  {placed}"
+            + (f"  in place of id {buffer.shares}" if buffer.shares is not None else "")
         )
 
     arena = max(plan.arena_size, 1)
@@ -74,11 +75,16 @@ def render_timeline(buffers: Sequence[Buffer], plan: MemoryPlan, width: int = 64
     lines.append(
         f"  {'step':>{step_width}} |{width} columns of {arena / width:.4g} bytes from offset 0"
     )
+    by_id = {buffer.id: buffer for buffer in ordered}
     for step in range(first_step, last_step + 1):
+        # At the step where a buffer takes over another's bytes in place, the row shows the
+        # buffer being overwritten, which is the larger of the two.
         live = [
             (labels[buffer.id], plan.offsets[buffer.id], plan.offsets[buffer.id] + buffer.size)
             for buffer in ordered
-            if buffer.first <= step <= buffer.last and buffer.id in plan.offsets
+            if buffer.first <= step <= buffer.last
+            and buffer.id in plan.offsets
+            and not (buffer.shares in by_id and buffer.first == step)
         ]
         live_bytes = sum(end - start for _, start, end in live)
         lines.append(
