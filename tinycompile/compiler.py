@@ -14,6 +14,7 @@ from tinycompile import ir
 from tinycompile.codegen.lowering import Layer, LoweringOptions, lower_operator
 from tinycompile.errors import TinyCompileError, UnsupportedModelError
 from tinycompile.passes.liveness import BufferMap, build_buffers
+from tinycompile.passes.transformer_fold import fold_transformer_patterns
 from tinycompile.passes.validate import validate_graph
 from tinycompile.planning.base import MemoryPlan, lower_bound, plan_memory
 
@@ -107,6 +108,7 @@ def load_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None
 
 def compile_graph(graph: ir.Graph, options: CompileOptions | None = None) -> CompiledModel:
     options = options or CompileOptions()
+    fold_transformer_patterns(graph)
     validate_graph(graph)
     lowering = LoweringOptions(rounding=options.rounding)
     layers = [lower_operator(op, lowering) for op in graph.operators]
