@@ -1,0 +1,113 @@
+"""Make the int8 models and data sets that the training tests use (needs TensorFlow and scikit-learn).
+
+Run with the TensorFlow virtual environment from the repository root:
+
+    .venv-tf/bin/python tools/make_training_models.py
+
+It writes into tests/models/training/:
+  - gradcheck_cnn.tflite: a small random CNN with every op the backward pass supports
+    (CONV_2D with ReLU6, DEPTHWISE_CONV_2D with ReLU, a 1x1 CONV_2D, ADD, MAX_POOL_2D,
+    AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX), for the gradient check.
+  - digits_base.tflite: a CNN pre-trained with TensorFlow on the digits 0-4 of scikit-learn's
+    bundled 8x8 digits data set, converted to full-integer int8.
+  - digits_transfer.npz: the new task, digits 5-9 relabelled 0-4, split into x_train/y_train
+    and x_test/y_test (float32 pixels in [0, 1], shape N x 8 x 8 x 1).
+Outputs are deterministic for one TensorFlow version up to the nondeterminism of its kernels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "models" / "training"
+
+
+def convert(model: tf.keras.Model, samples: np.ndarray) -> bytes:
+    """Convert a Keras model to full-integer int8 with int8 input and output."""
+    def representative():
+        for x in samples:
+            yield [x[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def gradcheck_model() -> bytes:
+    tf.keras.utils.set_random_seed(1)
+    x = inputs = tf.keras.Input((8, 8, 2), batch_size=1)
+    a = tf.keras.layers.Conv2D(6, 3, padding="same", activation="relu6")(x)
+    b = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(a)
+    b = tf.keras.layers.Conv2D(6, 1, padding="same")(b)
+    x = tf.keras.layers.Add()([a, b])
+    x = tf.keras.layers.MaxPooling2D(2)(x)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = tf.keras.layers.AveragePooling2D(2)(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(4)(x)
+    outputs = tf.keras.layers.Softmax()(x)
+    model = tf.keras.Model(inputs, outputs)
+    rng = np.random.default_rng(1)
+    samples = rng.uniform(-1, 1, (64, 8, 8, 2)).astype(np.float32)
+    return convert(model, samples)
+
+
+def digits_data():
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    y = digits.target.astype(np.int64)
+    return x, y
+
+
+def digits_network(batch_size: int | None) -> tf.keras.Model:
+    inputs = tf.keras.Input((8, 8, 1), batch_size=batch_size)
+    h = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    h = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(h)
+    h = tf.keras.layers.Conv2D(16, 1, activation="relu")(h)
+    h = tf.keras.layers.MaxPooling2D(2)(h)
+    h = tf.keras.layers.Conv2D(24, 3, padding="same", activation="relu")(h)
+    h = tf.keras.layers.AveragePooling2D(4)(h)
+    h = tf.keras.layers.Flatten()(h)
+    logits = tf.keras.layers.Dense(5)(h)
+    outputs = tf.keras.layers.Softmax()(logits)
+    return tf.keras.Model(inputs, outputs)
+
+
+def digits_model(x: np.ndarray, y: np.ndarray) -> bytes:
+    """Train on batches, then convert a batch-1 copy: a fixed batch keeps Flatten a plain RESHAPE."""
+    tf.keras.utils.set_random_seed(2)
+    model = digits_network(None)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=30, batch_size=32, verbose=0, validation_split=0.2)
+    print(f"digits 0-4 pre-training: accuracy {history.history['accuracy'][-1]:.3f}, "
+          f"validation {history.history['val_accuracy'][-1]:.3f}")
+    single = digits_network(1)
+    single.set_weights(model.get_weights())
+    return convert(single, x[:200])
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "gradcheck_cnn.tflite").write_bytes(gradcheck_model())
+
+    x, y = digits_data()
+    base = y < 5
+    (OUT / "digits_base.tflite").write_bytes(digits_model(x[base], y[base]))
+    new_x, new_y = x[~base], y[~base] - 5
+    x_train, x_test, y_train, y_test = train_test_split(new_x, new_y, test_size=0.4, random_state=0, stratify=new_y)
+    np.savez_compressed(OUT / "digits_transfer.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    print(f"wrote {OUT}: {len(x_train)} training and {len(x_test)} test samples of digits 5-9")
+
+
+if __name__ == "__main__":
+    main()
