@@ -1,0 +1,44 @@
+"""Run the real models on a simulated board and print a Markdown table of instructions and memory.
+
+Usage: .venv/bin/python benchmarks/simulate_stats.py [--board qemu-m4] [--samples 2]
+Instruction counts come from QEMU's -icount mode (deterministic, resolution one SysTick tick per
+layer); arena and flash come from the compiler and the ELF; the stack high-water mark from a
+painted stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tinycompile.simulate import simulate_model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
+MODELS = [
+    "mlperf_tiny/kws_ref_model.tflite",
+    "mlperf_tiny/vww_96_int8.tflite",
+    "mlperf_tiny/pretrainedResnet_quant.tflite",
+    "mlperf_tiny/ad01_int8.tflite",
+    "tflm/person_detection/person_detect.tflite",
+    "tflm/hello_world/hello_world_int8.tflite",
+    "tflm/memory_footprint/simple_add_model.tflite",
+    "tflm/network_tester/network_model_dwconv_int8.tflite",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--board", default="qemu-m4")
+    parser.add_argument("--samples", type=int, default=2, help="random samples per model (counts are means)")
+    args = parser.parse_args()
+    print("| model | MACs | instructions | instructions/MAC | arena (B) | stack high-water (B) | flash (B) | bit-exact |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for rel in MODELS:
+        result = simulate_model(SHARED / rel, board=args.board, samples=args.samples)
+        print(f"| {Path(rel).name} | {result.compiled.total_macs:,} | {result.run.total_instructions:,} "
+              f"| {result.instructions_per_mac:.2f} | {result.compiled.arena_size:,} | {result.run.stack_used:,} "
+              f"| {result.image.flash:,} | {'yes' if result.ok else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
