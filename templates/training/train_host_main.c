@@ -2,13 +2,14 @@
  * Host runner of a generated training step: trains on a dataset file and reports loss and
  * accuracy per epoch. Used by `tinycompile simulate-train`.
  *
- * Usage: train_runner DATASET [--epochs N] [--import FILE] [--export FILE] [--log-steps]
+ * Usage: train_runner DATASET [--epochs N] [--import FILE] [--export FILE] [--logits FILE] [--log-steps]
  *
  * DATASET is little-endian: a 32-byte header of eight uint32 (magic "TCDS", version 1, training
  * samples, test samples, bytes per input, epochs, shuffle seed, 0), then each training sample as
  * its int8 input followed by an int32 label, then the test samples the same way. Each epoch
  * visits the training samples in an order shuffled with the seed (seed 0: file order).
- * Output lines are "key=value" pairs that the Python side parses.
+ * --logits writes the int8 logits of every test sample after training. Output lines are
+ * "key=value" pairs that the Python side parses.
  * Exit status: 0 on success, 2 on a usage or I/O error, 3 when a step fails.
  */
 #include <stdio.h>
@@ -62,12 +63,14 @@ static int evaluate(const unsigned char *records, uint32_t count, size_t record_
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DATASET [--epochs N] [--import FILE] [--export FILE] [--log-steps]\n", argv[0]);
+        fprintf(stderr, "usage: %s DATASET [--epochs N] [--import FILE] [--export FILE] [--logits FILE] [--log-steps]\n",
+                argv[0]);
         return 2;
     }
     long epochs_override = -1;
     const char *import_path = NULL;
     const char *export_path = NULL;
+    const char *logits_path = NULL;
     int log_steps = 0;
     for (int i = 2; i < argc; ++i) {
         if (strcmp(argv[i], "--epochs") == 0 && i + 1 < argc) {
@@ -76,6 +79,8 @@ int main(int argc, char **argv)
             import_path = argv[++i];
         } else if (strcmp(argv[i], "--export") == 0 && i + 1 < argc) {
             export_path = argv[++i];
+        } else if (strcmp(argv[i], "--logits") == 0 && i + 1 < argc) {
+            logits_path = argv[++i];
         } else if (strcmp(argv[i], "--log-steps") == 0) {
             log_steps = 1;
         } else {
@@ -176,6 +181,22 @@ int main(int argc, char **argv)
         FILE *p = fopen(export_path, "wb");
         if (!p || fwrite(params, 1, size, p) != size) {
             fprintf(stderr, "cannot write %s\n", export_path);
+            return 2;
+        }
+        fclose(p);
+    }
+    if (logits_path) {
+        FILE *p = fopen(logits_path, "wb");
+        int8_t logits[TC_TRAIN_NUM_CLASSES];
+        for (uint32_t i = 0; p && i < n_test; ++i) {
+            if (tc_train_predict((const int8_t *)(records + record_bytes * (n_train + i)), logits) < 0
+                || fwrite(logits, 1, sizeof logits, p) != sizeof logits) {
+                fprintf(stderr, "cannot write %s\n", logits_path);
+                return 2;
+            }
+        }
+        if (!p) {
+            fprintf(stderr, "cannot write %s\n", logits_path);
             return 2;
         }
         fclose(p);

@@ -75,7 +75,8 @@ _STEP = re.compile(r"^step sample=\d+ label=-?\d+ loss=(\S+)$")
 
 
 def run_training_runner(runner: Path, dataset: Path, *, epochs: int | None = None, import_params: Path | None = None,
-                        export_params: Path | None = None, log_steps: bool = False, timeout: float = 600.0) -> RunResult:
+                        export_params: Path | None = None, logits: Path | None = None, log_steps: bool = False,
+                        timeout: float = 600.0) -> RunResult:
     """Run the host runner and return its per-epoch results."""
     cmd = [str(runner), str(dataset)]
     if epochs is not None:
@@ -84,6 +85,8 @@ def run_training_runner(runner: Path, dataset: Path, *, epochs: int | None = Non
         cmd += ["--import", str(import_params)]
     if export_params is not None:
         cmd += ["--export", str(export_params)]
+    if logits is not None:
+        cmd += ["--logits", str(logits)]
     if log_steps:
         cmd.append("--log-steps")
     try:

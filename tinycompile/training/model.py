@@ -120,13 +120,27 @@ def bind_config(graph: ir.Graph, config: TrainingConfig) -> TrainingGraph:
     head.channels = np.arange(head.weight.shape[-1], dtype=np.int32)
     for layer in layers:
         if layer.update_bias and layer.bias is None:
-            raise UnsupportedModelError(
-                f"{layer.label} has no bias tensor, so its bias cannot be updated; "
-                "exclude it from bias_update.last_k"
-            )
+            _add_zero_bias(cut, layer)
     log.info("training %d of %d layers (%d with weight updates)", sum(l.trained for l in layers), len(layers),
              sum(l.updates_weights for l in layers))
     return TrainingGraph(cut, logits, layers, config)
+
+
+def _add_zero_bias(graph: ir.Graph, layer: TrainableLayer) -> None:
+    """Give a layer without a bias (converters drop all-zero ones) a zero int32 bias to train."""
+    old = layer.op
+    channels = int(old.outputs[0].shape[-1])
+    s_x = float(old.inputs[0].quant.scalar_scale)
+    s_w = np.asarray(old.inputs[1].quant.scale, np.float64)
+    s_w = np.full(channels, s_w[0]) if s_w.size == 1 else s_w
+    bias = ir.Tensor(len(graph.tensors), f"{old.short_name}.bias", (channels,), ir.DType.INT32,
+                     ir.Quantization((s_x * s_w).astype(np.float32), np.zeros(channels, np.int64), 0),
+                     np.zeros(channels, np.int32))
+    graph.tensors.append(bias)
+    op = ir.Operator(old.index, old.op_type, [old.inputs[0], old.inputs[1], bias], list(old.outputs), old.attrs,
+                     old.version)
+    graph.operators[graph.operators.index(old)] = op
+    layer.op = op
 
 
 def _find_logits(graph: ir.Graph) -> ir.Tensor:
