@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tinycompile import ir
-from tinycompile.codegen.lowering import CStruct, Layer, LoweringOptions, register, require_constant, require_int8
+from tinycompile.codegen.lowering import (CStruct, Layer, LoweringOptions, Scratch, register, require_constant,
+                                          require_int8)
 from tinycompile.codegen.ops.common import (bias_arg, check_activation, layer_symbol, output_size,
                                             padding_before, requant_struct)
 from tinycompile.errors import UnsupportedModelError
@@ -88,5 +91,21 @@ def lower_depthwise_conv2d(op: ir.Operator, options: LoweringOptions) -> Layer:
         "q": requant_struct(op, name, x, w, y, out_c, a.activation, options),
     })
     macs = y.num_elements * filter_h * filter_w
+    # With depth multiplier 1 the output may overwrite the input channel by channel (see
+    # depthwise_inplace); the memory planner decides whether it does.
+    inplace = (0,) if multiplier == 1 and y.num_elements <= x.num_elements else ()
     return Layer(op, "tc_depthwise_conv2d_s8", [params, x, w, bias, y],
-                 sources=("tc_depthwise_conv2d_s8.c",), macs=macs)
+                 sources=("tc_depthwise_conv2d_s8.c",), macs=macs, inplace_ok=inplace)
+
+
+def depthwise_inplace(layer: Layer) -> Layer:
+    """Rewrite a depthwise layer to tc_depthwise_conv2d_s8_inplace, which writes over its input.
+
+    The memory plan must put the output at the input's offset. The kernel gets the output's
+    pointer (the same address, but writable) and one input channel plane of scratch.
+    """
+    params, _, weights, bias, output = layer.args
+    plane = params.fields["in_h"] * params.fields["in_w"]
+    return dataclasses.replace(layer, kernel="tc_depthwise_conv2d_s8_inplace",
+                               args=[params, output, weights, bias, Scratch(plane)],
+                               sources=("tc_depthwise_inplace_s8.c",))

@@ -89,5 +89,8 @@ def lower_binary(op: ir.Operator, options: LoweringOptions) -> Layer:
     fields.update(act_min=act_min, act_max=act_max)
     params = CStruct("tc_binary_params", fields)
     kernel = {"ADD": "tc_add_s8", "SUB": "tc_sub_s8", "MUL": "tc_mul_s8"}[op.op_type]
+    # The kernel reads element i of an input that is not broadcast just before it writes output
+    # element i, so the output may overwrite such an input. A broadcast input is read again later.
+    inplace = tuple(i for i, t in enumerate((a, b)) if t.num_elements == y.num_elements)
     return Layer(op, kernel, [params, a, b, y], sources=("tc_binary_s8.c",), macs=y.num_elements,
-                 inplace_ok=(0, 1))
+                 inplace_ok=inplace)
