@@ -13,10 +13,11 @@ from pathlib import Path
 from tinycompile import ir
 from tinycompile.codegen.lowering import Layer, LoweringOptions, lower_operator
 from tinycompile.errors import TinyCompileError, UnsupportedModelError
-from tinycompile.passes.liveness import BufferMap, build_buffers
+from tinycompile.passes.liveness import INPLACE_MODES, BufferMap, plan_layers
+from tinycompile.passes.schedule import schedule_layers
 from tinycompile.passes.transformer_fold import fold_transformer_patterns
 from tinycompile.passes.validate import validate_graph
-from tinycompile.planning.base import MemoryPlan, lower_bound, plan_memory
+from tinycompile.planning.base import MemoryPlan, lower_bound
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,18 @@ ROUNDING_MODES = ("tflm", "litert")
 class CompileOptions:
     rounding: str = "tflm"          # "tflm" or "litert": which reference's rounding to reproduce
     planner: str = "auto"
+    inplace: str = "auto"           # "auto", "all" or "off": which layers may overwrite their input
+    reorder: bool = True            # run the layers in the order with the lowest peak memory
+    sram_budget: int | None = None  # bytes available to the arena; None: no limit
 
     def __post_init__(self) -> None:
         if self.rounding not in ROUNDING_MODES:
             raise TinyCompileError(
                 f"invalid rounding mode '{self.rounding}'; use one of {', '.join(ROUNDING_MODES)}"
+            )
+        if self.inplace not in INPLACE_MODES:
+            raise TinyCompileError(
+                f"invalid in-place mode '{self.inplace}'; use one of {', '.join(INPLACE_MODES)}"
             )
 
 
@@ -62,15 +70,15 @@ class CompiledModel:
 
     @property
     def peak_step(self) -> int:
-        """The step whose live buffers reach highest in the arena (the first such step)."""
-        best_step, best_top = 0, -1
-        for step in range(len(self.layers)):
-            top = 0
-            for b in self.buffers.buffers:
-                if b.first <= step <= b.last:
-                    top = max(top, self.plan.offsets[b.id] + b.size)
-            if top > best_top:
-                best_step, best_top = step, top
+        """The step with the most live bytes (the first such step): where memory must shrink.
+
+        A step whose buffers merely reach the arena top because of where the planner put them
+        is not the peak unless it also holds the most bytes.
+        """
+        best_step, best_live = 0, -1
+        for memory in self.layer_memory:
+            if memory.live_bytes > best_live:
+                best_step, best_live = memory.step, memory.live_bytes
         return best_step
 
     @property
@@ -112,12 +120,19 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None) -> Com
     validate_graph(graph)
     lowering = LoweringOptions(rounding=options.rounding)
     layers = [lower_operator(op, lowering) for op in graph.operators]
-    buffers = build_buffers(graph, layers)
-    plan = plan_memory(buffers.buffers, options.planner, ARENA_ALIGNMENT)
+    if options.reorder:
+        layers = schedule_layers(graph, layers, options.inplace, ARENA_ALIGNMENT)
+    planned = plan_layers(graph, layers, options.planner, options.inplace, ARENA_ALIGNMENT)
+    layers, buffers, plan = planned.layers, planned.buffers, planned.plan
     bound = lower_bound(buffers.buffers, ARENA_ALIGNMENT)
     log.info("planned %d buffers with %s: arena %d bytes, lower bound %d", len(buffers.buffers),
              plan.planner, plan.arena_size, bound)
-    return CompiledModel(graph, layers, buffers, plan, options, bound, _layer_memory(layers, buffers))
+    compiled = CompiledModel(graph, layers, buffers, plan, options, bound, _layer_memory(layers, buffers))
+    if options.sram_budget is not None:
+        from tinycompile.analyze import check_arena_budget
+
+        check_arena_budget(compiled, options.sram_budget)
+    return compiled
 
 
 def compile_model(path: str | Path, options: CompileOptions | None = None,
@@ -129,7 +144,9 @@ def _layer_memory(layers: list[Layer], buffers: BufferMap) -> list[LayerMemory]:
     result = []
     scratch_ids = set(buffers.scratch_buffer.values())
     for step in range(len(layers)):
-        live = [b for b in buffers.buffers if b.first <= step <= b.last]
+        # A buffer that takes over another in place lies inside it at the hand-off step.
+        live = [b for b in buffers.buffers
+                if b.first <= step <= b.last and not (b.shares is not None and b.first == step)]
         result.append(LayerMemory(
             step=step,
             live_bytes=sum(b.size for b in live),

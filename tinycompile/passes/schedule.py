@@ -1,0 +1,246 @@
+"""Choose the execution order of the layers that lowers the peak of live activation bytes.
+
+Any topological order of the graph computes the same outputs, but in graphs with branches
+(residual blocks, several outputs) the order decides which tensors are alive together. This pass
+searches the orders as paths through the downsets of the dependency graph (the sets of layers
+that may have run so far): the memory alive after a downset does not depend on the order that
+reached it, so the smallest peak to reach each downset is a shortest-path-like recurrence,
+best(S + v) = min(max(best(S), cost of running v after S)). When the graph is small enough that
+every level of that search keeps at most `beam` downsets, the result is the exact minimum. On
+larger graphs only the `beam` downsets with the lowest (peak, live bytes) are kept at each level,
+which is a beam search and a heuristic. The original order is kept unless the search finds a
+strictly lower peak, so models whose order is already best come out unchanged.
+
+The cost of a step is what `tinycompile.passes.liveness` will count there: groups of aliased
+tensors alive at the step, the layer's new outputs and scratch, minus the output bytes that an
+in-place layer writes over a dying input (element-wise kernels always; depthwise kernels, which
+also need a channel plane of scratch, only in "all" mode). Sizes are footprints rounded up to
+the arena alignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tinycompile import ir
+from tinycompile.codegen.lowering import Layer
+from tinycompile.passes.liveness import INPLACE_REWRITES
+from tinycompile.planning.base import align_up
+
+log = logging.getLogger(__name__)
+
+# Most downsets kept per level. Chains have one per level and a residual network a few, so the
+# search is exact on such models. The work is about beam x layers x ready layers, so on long
+# graphs the beam shrinks to WORK_LIMIT // layers, but never below MIN_BEAM.
+DEFAULT_BEAM = 2000
+WORK_LIMIT = 100_000
+MIN_BEAM = 16
+
+
+@dataclass
+class _Problem:
+    """Layers as nodes with bitmask dependencies and the byte groups they read and write."""
+
+    n: int
+    deps: list[int]               # per layer: bitmask of the layers it needs first
+    reads: list[list[int]]        # per layer: groups read
+    new: list[int]                # per layer: footprint of the groups it creates
+    created: list[list[int]]      # per layer: groups it creates
+    scratch: list[int]            # per layer: scratch footprint
+    consumers: list[int]          # per group: bitmask of the layers reading it
+    footprint: list[int]          # per group
+    keep: list[bool]              # per group: a graph output, alive to the end
+    initial: int                  # bytes alive before the first layer (graph inputs)
+    inplace: list[list[tuple[int, int]]]  # per layer: (input group, saving) options in order
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    """The chosen order and its peak, next to the peak of the original order."""
+
+    order: list[int]              # indices into the original layer list
+    peak: int                     # bytes, by this module's cost model
+    original_peak: int
+    exact: bool                   # True when no level of the search was pruned
+
+
+def _build(graph: ir.Graph, layers: Sequence[Layer], inplace: str, alignment: int) -> _Problem:
+    parent: dict[int, ir.Tensor] = {}
+
+    def root(t: ir.Tensor) -> ir.Tensor:
+        while id(parent.get(id(t), t)) != id(t):
+            t = parent[id(t)]
+        return t
+
+    for layer in layers:
+        if layer.alias_of is not None:
+            parent[id(root(layer.op.outputs[0]))] = root(layer.alias_of)
+
+    group_of: dict[int, int] = {}
+    size: list[int] = []
+    for t in graph.activations():
+        r = root(t)
+        if id(r) not in group_of:
+            group_of[id(r)] = len(size)
+            size.append(0)
+        size[group_of[id(r)]] = max(size[group_of[id(r)]], t.nbytes, 1)
+
+    def group(t: ir.Tensor) -> int:
+        return group_of[id(root(t))]
+
+    n = len(layers)
+    footprint = [align_up(s, alignment) for s in size]
+    consumers = [0] * len(size)
+    keep = [False] * len(size)
+    producer: dict[int, int] = {}  # id(tensor) -> layer index
+    for i, layer in enumerate(layers):
+        for t in layer.op.outputs:
+            producer[id(t)] = i
+    deps = [0] * n
+    reads: list[list[int]] = [[] for _ in range(n)]
+    created: list[list[int]] = [[] for _ in range(n)]
+    new = [0] * n
+    scratch = [0] * n
+    inplace_options: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    input_groups = {group(t) for t in graph.inputs}
+    for t in graph.outputs:
+        keep[group(t)] = True
+
+    for i, layer in enumerate(layers):
+        for t in layer.op.inputs:
+            if t is None or t.is_constant:
+                continue
+            if id(t) in producer:
+                deps[i] |= 1 << producer[id(t)]
+            g = group(t)
+            if g not in reads[i]:
+                reads[i].append(g)
+            consumers[g] |= 1 << i
+        if layer.alias_of is not None:
+            # The alias joins its input's group, which stays alive through this layer.
+            consumers[group(layer.op.outputs[0])] |= 1 << i
+            continue
+        for t in layer.op.outputs:
+            g = group(t)
+            if g not in created[i] and g not in input_groups:
+                created[i].append(g)
+                new[i] += footprint[g]
+        scratch[i] = sum(align_up(s.nbytes, alignment) for s in layer.scratch if s.nbytes > 0)
+        if inplace == "off" or not layer.inplace_ok or not layer.op.outputs or layer.kernel is None:
+            continue
+        out_group = group(layer.op.outputs[0])
+        rewrite = layer.kernel in INPLACE_REWRITES
+        if rewrite and inplace != "all":
+            continue
+        for position in layer.inplace_ok:
+            if position >= len(layer.op.inputs):
+                continue
+            t = layer.op.inputs[position]
+            if t is None or t.is_constant or group(t) == out_group or size[out_group] > size[group(t)]:
+                continue
+            saving = footprint[out_group]
+            if rewrite:
+                saving -= sum(align_up(s.nbytes, alignment)
+                              for s in INPLACE_REWRITES[layer.kernel](layer).scratch)
+            inplace_options[i].append((group(t), saving))
+
+    initial = sum(footprint[g] for g in input_groups)
+    return _Problem(n, deps, reads, new, created, scratch, consumers, footprint, keep, initial,
+                    inplace_options)
+
+
+def _step(p: _Problem, done: int, live: int, i: int) -> tuple[int, int]:
+    """Return (bytes alive during layer i, bytes alive after it) when `done` ran before it."""
+    after_mask = done | (1 << i)
+    dying = [g for g in p.reads[i] if not p.keep[g] and not (p.consumers[g] & ~after_mask)]
+    cost = live + p.new[i] + p.scratch[i]
+    for g, saving in p.inplace[i]:
+        if g in dying:
+            cost -= saving
+            break
+    after = live + p.new[i] - sum(p.footprint[g] for g in dying)
+    # Outputs that no layer reads and that are not graph outputs die at once.
+    after -= sum(p.footprint[g] for g in p.created[i] if not p.keep[g] and not p.consumers[g])
+    return cost, after
+
+
+def order_peak(p: _Problem, order: Sequence[int]) -> int:
+    done, live, peak = 0, p.initial, 0
+    for i in order:
+        cost, live = _step(p, done, live, i)
+        peak = max(peak, cost)
+        done |= 1 << i
+    return peak
+
+
+def schedule(graph: ir.Graph, layers: Sequence[Layer], inplace: str = "auto", alignment: int = 16,
+             beam: int | None = None) -> ScheduleResult:
+    """Search for the topological order of `layers` with the lowest peak of live bytes.
+
+    `beam` is the most downsets kept per level; by default it shrinks on long graphs so that
+    the search stays within about WORK_LIMIT layer visits.
+    """
+    p = _build(graph, layers, inplace, alignment)
+    original = list(range(p.n))
+    original_peak = order_peak(p, original)
+    if p.n == 0:
+        return ScheduleResult(original, original_peak, original_peak, True)
+    if beam is None:
+        beam = max(MIN_BEAM, min(DEFAULT_BEAM, WORK_LIMIT // p.n))
+
+    successors: list[list[int]] = [[] for _ in range(p.n)]
+    for i in range(p.n):
+        for j in range(p.n):
+            if p.deps[j] >> i & 1:
+                successors[i].append(j)
+    start_ready = tuple(i for i in range(p.n) if not p.deps[i])
+
+    # Each level maps a downset (bitmask) to its entry: (peak, live bytes after it, previous
+    # downset, last layer, layers ready to run next).
+    Entry = tuple[int, int, int, int, tuple[int, ...]]
+    level: dict[int, Entry] = {0: (0, p.initial, -1, -1, start_ready)}
+    history: list[dict[int, Entry]] = [level]
+    exact = True
+    for _ in range(p.n):
+        nxt: dict[int, Entry] = {}
+        for done, (peak, live, _, _, ready) in level.items():
+            for i in ready:
+                key = done | 1 << i
+                cost, after = _step(p, done, live, i)
+                best = nxt.get(key)
+                if best is not None and max(peak, cost) >= best[0]:
+                    continue
+                unlocked = [j for j in successors[i] if not p.deps[j] & ~key]
+                next_ready = tuple(sorted({*ready, *unlocked} - {i}))
+                nxt[key] = (max(peak, cost), after, done, i, next_ready)
+        if len(nxt) > beam:
+            exact = False
+            kept = sorted(nxt.items(), key=lambda item: (item[1][0], item[1][1], item[0]))[:beam]
+            nxt = dict(kept)
+        history.append(nxt)
+        level = nxt
+
+    full = (1 << p.n) - 1
+    best_peak = level[full][0]
+    if best_peak >= original_peak:
+        return ScheduleResult(original, original_peak, original_peak, exact)
+    order: list[int] = []
+    state = full
+    for depth in range(p.n, 0, -1):
+        _, _, previous, i, _ = history[depth][state]
+        order.append(i)
+        state = previous
+    order.reverse()
+    return ScheduleResult(order, best_peak, original_peak, exact)
+
+
+def schedule_layers(graph: ir.Graph, layers: Sequence[Layer], inplace: str = "auto",
+                    alignment: int = 16) -> list[Layer]:
+    """Return `layers` in the topological order with the lowest peak of live bytes."""
+    result = schedule(graph, layers, inplace, alignment)
+    if result.order != list(range(len(layers))):
+        log.info("reordered %d layers: peak %d bytes instead of %d (%s search)", len(layers),
+                 result.peak, result.original_peak, "exact" if result.exact else "beam")
+    return [layers[i] for i in result.order]
