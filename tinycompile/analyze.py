@@ -355,7 +355,8 @@ def summary_lines(report: ModelReport) -> list[str]:
                      f"{peak.live_bytes:,} bytes live")
     inplace = sum(1 for row in report.layers if row.inplace)
     if inplace or report.reordered:
-        lines.append(f"{inplace} layers run in place" + ("; layers reordered to lower the peak" if report.reordered else ""))
+        lines.append(("1 layer runs" if inplace == 1 else f"{inplace} layers run") + " in place"
+                     + ("; layers reordered to lower the peak" if report.reordered else ""))
     lines.append(f"SRAM: {f.sram_total:,} of {f.sram_limit:,} bytes on {f.board} "
                  f"(arena {f.arena:,} + static {f.static_ram:,} + stack {f.stack:,})")
     flash_limit = f"{f.flash_limit:,}" if f.flash_limit is not None else "unknown"

@@ -52,6 +52,15 @@ planner_option = click.option(
     "--planner", default="auto", show_default=True,
     help="Memory planner by name (greedy, best-fit, exact); auto keeps the smallest arena.",
 )
+inplace_option = click.option(
+    "--inplace", type=click.Choice(["auto", "all", "off"]), default="auto", show_default=True,
+    help="Layers whose output overwrites a dying input: auto (element-wise always, depthwise when the "
+         "arena shrinks), all, or off.",
+)
+reorder_option = click.option(
+    "--reorder/--no-reorder", default=True, show_default=True,
+    help="Run the layers in the topological order with the lowest peak memory.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,25 +79,41 @@ def cli(verbose: int) -> None:
 @click.option("--force", is_flag=True, help="Replace the output folder if it is not empty.")
 @rounding_option
 @planner_option
+@inplace_option
+@reorder_option
+@click.option("--sram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="Fail when the arena needs more than BYTES of SRAM.")
 @input_shape_option
-def compile_command(model: Path, output: Path, force: bool, rounding: str, planner: str,
-                    input_shapes: dict[str, tuple[int, ...]]) -> None:
+def compile_command(model: Path, output: Path, force: bool, rounding: str, planner: str, inplace: str,
+                    reorder: bool, sram_budget: int | None, input_shapes: dict[str, tuple[int, ...]]) -> None:
     """Compile MODEL into a self-contained C99 folder with a static memory plan."""
     from tinycompile.codegen.emit import write_model
     from tinycompile.compiler import CompileOptions, compile_model
 
-    compiled = compile_model(model, CompileOptions(rounding=rounding, planner=planner), input_shapes)
+    options = CompileOptions(rounding=rounding, planner=planner, inplace=inplace, reorder=reorder,
+                             sram_budget=sram_budget)
+    compiled = compile_model(model, options, input_shapes)
     write_model(compiled, output, force=force)
     print_compile_summary(compiled, output)
 
 
 def print_compile_summary(compiled, output: Path | None) -> None:
-    peak = compiled.layers[compiled.peak_step].op
+    step = compiled.peak_step
+    peak = compiled.layers[step].op
     if output is not None:
         console.print(f"wrote {output}/ ({len(compiled.layers)} layers)")
+    bound = compiled.lower_bound
+    gap = 100.0 * (compiled.arena_size - bound) / bound if bound else 0.0
     console.print(f"arena: {compiled.arena_size:,} bytes (planner {compiled.plan.planner}, "
-                  f"lower bound {compiled.lower_bound:,})")
-    console.print(f"peak layer: {peak.index} {peak.op_type}")
+                  f"lower bound {bound:,}, +{gap:.1f}%)", highlight=False)
+    console.print(f"peak layer: {peak.index} {peak.op_type} '{peak.short_name}' with "
+                  f"{compiled.layer_memory[step].live_bytes:,} bytes live", markup=False, highlight=False,
+                  soft_wrap=True)
+    inplace = len(compiled.buffers.inplace)
+    reordered = [layer.op.index for layer in compiled.layers] != [op.index for op in compiled.graph.operators]
+    if inplace or reordered:
+        console.print(("1 layer runs" if inplace == 1 else f"{inplace} layers run") + " in place"
+                      + ("; layers reordered to lower the peak" if reordered else ""))
     console.print(f"MACs: {compiled.total_macs:,}")
 
 
@@ -129,6 +154,38 @@ def print_verify_result(result) -> None:
     console.print(table)
     verdict = "PASS: bit-exact" if result.ok and result.tolerance == 0 else "PASS" if result.ok else "FAIL"
     console.print(verdict)
+
+
+@cli.command("analyze")
+@model_argument
+@click.option("--board", default=None, help="Board whose SRAM and flash limits to compare with (default qemu-m4).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Print a table for people or JSON for tools.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE.png",
+              help="Also draw every tensor as a lifetime x size rectangle at its arena offset.")
+@rounding_option
+@planner_option
+@inplace_option
+@reorder_option
+@input_shape_option
+def analyze_command(model: Path, board: str | None, output_format: str, plot: Path | None, rounding: str,
+                    planner: str, inplace: str, reorder: bool, input_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Report per-layer memory and compute of MODEL, and its SRAM and flash against a board."""
+    import json
+
+    from tinycompile.analyze import analyze_model, plot_plan, render_text, report_json
+    from tinycompile.compiler import CompileOptions, compile_model
+
+    options = CompileOptions(rounding=rounding, planner=planner, inplace=inplace, reorder=reorder)
+    report = analyze_model(compile_model(model, options, input_shapes), board)
+    if output_format == "json":
+        click.echo(json.dumps(report_json(report), indent=2))
+    else:
+        click.echo(render_text(report, width=console.width if console.is_terminal else 160), nl=False)
+    if plot is not None:
+        plot_plan(report, plot)
+        if output_format == "text":
+            click.echo(f"wrote {plot}")
 
 
 @cli.command("simulate")
