@@ -38,7 +38,7 @@ def assert_bit_exact(result) -> None:
 
 
 def every_int8_value(shape: tuple[int, ...]) -> np.ndarray:
-    """Return a sample of `shape` that holds all 256 int8 values (repeated to fill it)."""
+    """Return a sample of `shape` that contains all 256 int8 values (repeated to fill it)."""
     count = int(np.prod(shape))
     return np.resize(ALL_INT8, count).reshape(shape)
 
@@ -85,8 +85,7 @@ def test_op_bit_exact(name, rounding):
 def test_squared_difference_broadcasts_both_inputs():
     graph = load_model(model("op_squared_difference_broadcast"))
     a, b = graph.operators[0].inputs
-    # Each input is broadcast along the dimensions where the other has its extent.
-    assert [x == 1 for x in a.shape] != [x == 1 for x in b.shape]
+    # In every dimension exactly one input has extent 1, so each input is broadcast somewhere.
     assert all((x == 1) != (y == 1) for x, y in zip(a.shape, b.shape))
 
 
