@@ -22,10 +22,12 @@ Usage: .venv-tf/bin/python tools/make_transformer_models.py [--out DIR] [--only 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -272,13 +274,14 @@ class OpModel:
 
 
 def _rng(name: str) -> np.random.Generator:
-    return np.random.default_rng(abs(hash(name)) % (2**32))
+    # crc32, not hash(): Python salts str hashes per process, which would change the data every run.
+    return np.random.default_rng(zlib.crc32(name.encode()))
 
 
 def op_models() -> list[OpModel]:
     rng = np.random.default_rng(1)
     table = tf.constant(rng.normal(size=(50, 6)).astype(np.float32))
-    perms = [p for p in __import__("itertools").permutations(range(4))]
+    perms = list(itertools.permutations(range(4)))
     gamma = tf.constant(rng.uniform(0.5, 1.5, size=(8,)).astype(np.float32))
     # Keras layers must exist before tf.function traces them.
     layer_norm = layers.LayerNormalization(beta_initializer="random_normal")
