@@ -362,39 +362,19 @@ def _conv(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     bias = _bias_values(im, node, bias_index, x_quant.scalar_scale, w_quant.scale, out_c) if bias_index else None
     bias_t = im.const_tensor(f"{out_name}_bias", bias, ir.DType.INT32) if bias is not None else None
     ohwi = np.transpose(w.data, (0, 2, 3, 1))
-    y_quant = quant if quant is not None else None
     out_dtype = ir.DType.INT8 if quant is not None else ir.DType.INT32
-    y = im.new_tensor(out_name, (n, out_h, out_w, out_c), out_dtype, y_quant)
-    activation = _activation(bounds, quant) if quant is not None else ir.Activation.NONE
-    padding = _tflite_padding((in_h, in_w), (kh, kw), strides, dilations, [pad_top, pad_left], [out_h, out_w])
-    depthwise = group == in_c and group > 1 and group_in_c == 1
-    use_tflite = (quant is not None and padding is not None and not np.any(weight_zp) and activation is not None
-                  and not x_quant.per_channel)
-    if use_tflite and depthwise:
-        filter_t = im.const_tensor(f"{w.name}_1hwc", np.transpose(w.data, (1, 2, 3, 0)), ir.DType.INT8,
-                                   _quant(w_quant.scale, w_quant.zero_point, axis=3))
-        attrs_ir = ir.DepthwiseConv2DAttrs(stride_h=strides[0], stride_w=strides[1], dilation_h=dilations[0],
-                                           dilation_w=dilations[1], padding=padding, activation=activation,
-                                           depth_multiplier=out_c // in_c)
-        im.emit("DEPTHWISE_CONV_2D", [x.tensor, filter_t, bias_t], [y], attrs_ir)
-    elif use_tflite:
-        filter_t = im.const_tensor(f"{w.name}_ohwi", ohwi, ir.DType.INT8, _quant(w_quant.scale, w_quant.zero_point, 0))
-        attrs_ir = ir.Conv2DAttrs(stride_h=strides[0], stride_w=strides[1], dilation_h=dilations[0],
-                                  dilation_w=dilations[1], padding=padding, activation=activation)
-        im.emit("CONV_2D", [x.tensor, filter_t, bias_t], [y], attrs_ir)
-    else:
-        filter_t = im.const_tensor(f"{w.name}_ohwi", ohwi, ir.DType.INT8, _quant(w_quant.scale, w_quant.zero_point, 0))
-        low, high = im.clamp_range(quant, bounds) if quant is not None else (-128, 127)
-        attrs_ir = onnx_ir.OnnxConvAttrs(stride_h=strides[0], stride_w=strides[1], dilation_h=dilations[0],
-                                         dilation_w=dilations[1], pad_top=pad_top, pad_left=pad_left, groups=group,
-                                         weight_zero_point=weight_zp.astype(np.int32),
-                                         int32_output=quant is None, act_min=low, act_max=high)
-        im.emit(onnx_ir.ONNX_CONV, [x.tensor, filter_t, bias_t], [y], attrs_ir)
-        activation = ir.Activation.NONE
-    out = QValue(y, Layout.NHWC, out_type)
-    if activation is None:
-        out = _emit_clamp(im, out, bounds, out_name)
-    _finish(im, node, qdq, out, fused)
+    y = im.new_tensor(out_name, (n, out_h, out_w, out_c), out_dtype, quant)
+    # Convolutions always use the ONNX kernel: its float requantization reproduces QLinearConv
+    # exactly and a QDQ Conv's float reference more closely than TFLite's fixed-point kernels
+    # (docs/onnx.md lists the measurements).
+    filter_t = im.const_tensor(f"{w.name}_ohwi", ohwi, ir.DType.INT8, _quant(w_quant.scale, w_quant.zero_point, 0))
+    low, high = im.clamp_range(quant, bounds) if quant is not None else (-128, 127)
+    attrs_ir = onnx_ir.OnnxConvAttrs(stride_h=strides[0], stride_w=strides[1], dilation_h=dilations[0],
+                                     dilation_w=dilations[1], pad_top=pad_top, pad_left=pad_left, groups=group,
+                                     weight_zero_point=weight_zp.astype(np.int32),
+                                     int32_output=quant is None, act_min=low, act_max=high)
+    im.emit(onnx_ir.ONNX_CONV, [x.tensor, filter_t, bias_t], [y], attrs_ir)
+    _finish(im, node, qdq, QValue(y, Layout.NHWC, out_type), fused)
 
 
 def _weight_input(im: Importer, node: onnx.NodeProto, index: int, quant_indices) -> QValue:
@@ -492,7 +472,6 @@ def _matmul(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
         if len(a.tensor.shape) != 2:
             raise im.fail(node, "transA needs a 2-D input A")
         a = QValue(im.transpose(a.tensor, (1, 0), f"{node.input[0]}_transposed"), Layout.PLAIN, a.onnx_type)
-    b_data_shape = b.tensor.shape
     if b_constant:
         b_kn = b.tensor.data.T if trans_b else b.tensor.data
         if b_kn.ndim != 2:
@@ -520,37 +499,20 @@ def _matmul(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
         if bias_index is not None else None
     bias_t = im.const_tensor(f"{out_name}_bias", bias, ir.DType.INT32) if bias is not None else None
     y = im.new_tensor(out_name, out_shape, out_dtype, quant)
-    activation = _activation(bounds, quant) if quant is not None else ir.Activation.NONE
     b_zp = np.asarray(w_quant.zero_point, np.int64)
-    fc_ok = (b_constant and len(b_shape) == 2 and quant is not None and activation is not None
-             and np.all(b_zp == b_zp.reshape(-1)[0]) and len(a_shape) >= 1)
-    if fc_ok:
-        weights = np.ascontiguousarray(b_kn.T)
-        w_t = im.const_tensor(f"{node.input[b_index]}_fc", weights, ir.DType.INT8,
-                              _quant(weight_scales, np.broadcast_to(b_zp, weight_scales.shape), 0))
-        im.emit("FULLY_CONNECTED", [a.tensor, w_t, bias_t], [y],
-                ir.FullyConnectedAttrs(activation=activation, keep_num_dims=True))
+    # Like convolutions, matrix products always use the ONNX kernel (float requantization).
+    if b_constant:
+        b_t = im.const_tensor(f"{node.input[b_index]}_kn", b_kn, ir.DType.INT8,
+                              _quant(weight_scales, b_zp, max(b_kn.ndim - 1, 0)))
     else:
-        if b_constant:
-            b_t = im.const_tensor(f"{node.input[b_index]}_kn", b_kn, ir.DType.INT8,
-                                  _quant(weight_scales, b_zp, max(b_kn.ndim - 1, 0)))
-        else:
-            b_t = b.tensor
-            if alpha == 1.0:
-                weight_scales = np.asarray(b_t.quant.scale, np.float32)
-        a_offsets, b_offsets, m = _matmul_offsets(a_shape, b_shape)
-        low, high = im.clamp_range(quant, bounds) if quant is not None else (-128, 127)
-        attrs_ir = onnx_ir.OnnxMatMulAttrs(m=m, k=k, n=n_cols, a_offsets=a_offsets, b_offsets=b_offsets,
-                                           b_zero_point=b_zp.astype(np.int32).reshape(-1),
-                                           int32_output=quant is None, act_min=low, act_max=high)
-        im.emit(onnx_ir.ONNX_MATMUL, [a.tensor, b_t, bias_t], [y], attrs_ir)
-        activation = ir.Activation.NONE
-    del b_data_shape
-    out = QValue(y, Layout.PLAIN, out_type)
-    if activation is None:
-        out = _emit_clamp(im, out, bounds, out_name)
-    _finish(im, node, qdq, out, fused)
-
+        b_t = b.tensor
+    a_offsets, b_offsets, m = _matmul_offsets(a_shape, b_shape)
+    low, high = im.clamp_range(quant, bounds) if quant is not None else (-128, 127)
+    attrs_ir = onnx_ir.OnnxMatMulAttrs(m=m, k=k, n=n_cols, a_offsets=a_offsets, b_offsets=b_offsets,
+                                       b_zero_point=b_zp.astype(np.int32).reshape(-1),
+                                       int32_output=quant is None, act_min=low, act_max=high)
+    im.emit(onnx_ir.ONNX_MATMUL, [a.tensor, b_t, bias_t], [y], attrs_ir)
+    _finish(im, node, qdq, QValue(y, Layout.PLAIN, out_type), fused)
 
 def _matmul_shape(a_shape, b_shape) -> tuple[int, ...]:
     a2 = (1,) + tuple(a_shape) if len(a_shape) == 1 else tuple(a_shape)
@@ -719,12 +681,12 @@ def _pool(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     y = im.new_tensor(out_name, (n, out_h, out_w, c), ir.DType.INT8, quant)
     padding = _tflite_padding((in_h, in_w), kernel, strides, dilations, [pad_top, pad_left], [out_h, out_w])
     activation = _activation(bounds, quant)
-    pads_used = pad_top or pad_left or padding == ir.Padding.SAME
-    use_tflite = (padding is not None and dilations == [1, 1] and same_quant(x_quant, quant) and activation is not None
-                  and (is_max or not (count_include_pad and pads_used)) and op != "QLinearAveragePool"
-                  and op != "QLinearGlobalAveragePool")
+    # Max pooling has no rounding, so TFLite's kernel is exact when it can express the op. Average
+    # pooling uses the ONNX kernel: its float sum follows ONNX Runtime more closely (docs/onnx.md).
+    use_tflite = (is_max and padding is not None and dilations == [1, 1] and same_quant(x_quant, quant)
+                  and activation is not None)
     if use_tflite:
-        im.emit("MAX_POOL_2D" if is_max else "AVERAGE_POOL_2D", [stored.tensor], [y],
+        im.emit("MAX_POOL_2D", [stored.tensor], [y],
                 ir.Pool2DAttrs(filter_h=kernel[0], filter_w=kernel[1], stride_h=strides[0], stride_w=strides[1],
                                padding=padding, activation=activation))
     else:
