@@ -6,9 +6,11 @@
  * rounding schemes exist in TFLite builds and they differ by one step on some values:
  *   - double rounding (TFLM's default): a rounding doubling high multiply, then a rounding
  *     right shift;
- *   - single rounding (TFLITE_SINGLE_ROUNDING, which LiteRT's wheels use): one 64-bit product
- *     rounded once.
- * The generated tc_config.h selects one with TC_SINGLE_ROUNDING.
+ *   - single rounding (TFLITE_SINGLE_ROUNDING): one 64-bit product rounded once.
+ * The generated tc_config.h selects one with TC_SINGLE_ROUNDING for tc_requantize. LiteRT's
+ * reference kernels (ai-edge-litert 2.3.0, BUILTIN_REF) do not all agree: FULLY_CONNECTED
+ * rounds once, while CONV_2D, DEPTHWISE_CONV_2D, ADD, MEAN, QUANTIZE and the activations round
+ * twice. Kernels that round twice in both interpreters call tc_requantize_double.
  */
 #ifndef TC_COMMON_H
 #define TC_COMMON_H
@@ -78,11 +80,7 @@ TC_INLINE int32_t tc_requantize_single(int32_t x, int32_t multiplier, int32_t sh
     return (int32_t)(result >> total_shift);
 }
 
-/*
- * Multiply an int32 by a quantized multiplier (Q31 mantissa with exponent `shift`) with the
- * rounding that TC_SINGLE_ROUNDING selects. Kernels whose reference op rounds twice in both
- * interpreters call tc_requantize_double directly.
- */
+/* Multiply by a quantized multiplier (Q31 mantissa, exponent `shift`), rounding as TC_SINGLE_ROUNDING selects. */
 TC_INLINE int32_t tc_requantize(int32_t x, int32_t multiplier, int32_t shift)
 {
 #if TC_SINGLE_ROUNDING

@@ -2,11 +2,11 @@
  * Int8 kernels of the base op set beyond convolution, pooling and element-wise arithmetic:
  * SOFTMAX, PAD/PADV2, MEAN/SUM, QUANTIZE/DEQUANTIZE and the standalone activations.
  *
- * Shapes are flattened by the compiler: a kernel sees element counts, six-dimensional extents
- * (leading dimensions set to 1) and element strides, never the model's tensors. Each kernel
+ * The compiler flattens shapes, so a kernel gets element counts, six-dimensional extents
+ * (leading dimensions set to 1) and element strides instead of the model's tensors. Each kernel
  * computes what TFLM's reference kernel computes, and what LiteRT's BUILTIN_REF kernel computes
- * when TC_SINGLE_ROUNDING is 1; where the two interpreters differ by more than rounding, the
- * compiler fills in the parameters that select the matching behaviour.
+ * in the litert mode. Where the two interpreters differ by more than rounding (RELU, RELU6), the
+ * compiler chooses the parameters, or the kernel, that match the mode.
  */
 #ifndef TC_KERNELS_EXTRA_H
 #define TC_KERNELS_EXTRA_H
@@ -19,9 +19,9 @@
 
 /*
  * SOFTMAX over the last axis. The output scale is 1/256 with zero point -128 (int8) or 1/65536
- * with zero point -32768 (int16). `input_multiplier` and `input_left_shift` scale a difference
- * to the row maximum, times beta and the input scale, into a fixed-point number with 5 integer
- * bits; differences below `diff_min` contribute nothing.
+ * with zero point -32768 (int16). `input_multiplier` and `input_left_shift` turn the difference
+ * to the row maximum into beta * input_scale * difference, a fixed-point number with 5 integer
+ * bits. Differences below `diff_min` contribute nothing.
  */
 typedef struct {
     int32_t outer_size;          /* number of rows */
@@ -29,7 +29,6 @@ typedef struct {
     int32_t input_multiplier;
     int32_t input_left_shift;
     int32_t diff_min;
-    int32_t double_rounding;     /* 1: scale differences with double rounding whatever TC_SINGLE_ROUNDING says */
 } tc_softmax_params;
 
 tc_status tc_softmax_s8(const tc_softmax_params *p, const int8_t *input, int8_t *output);
@@ -47,11 +46,11 @@ typedef struct {
 tc_status tc_pad(const tc_pad_params *p, const void *input, void *output);
 
 /*
- * MEAN or SUM over any set of axes: each output is the int32 sum of the raw input values it
- * covers, minus count * input_zero_point, requantized with double rounding (both reference
- * interpreters round twice here) and offset by the output zero point. For MEAN the compiler
- * folds 1/count into the multiplier. The kept axes enumerate the outputs in order, the reduced
- * axes the elements of one sum; both are six extents and element strides, extent 1 when unused.
+ * MEAN or SUM over any set of axes. Each output is the int32 sum of the raw input values it
+ * covers, minus count * input_zero_point, requantized with double rounding and offset by the
+ * output zero point. Both reference interpreters round twice here. For MEAN the compiler folds
+ * 1/count into the multiplier. The kept axes enumerate the outputs in order and the reduced axes
+ * the elements of one sum, each as six extents and element strides (extent 1 when unused).
  */
 typedef struct {
     int32_t kept_dims[TC_MAX_DIMS];
@@ -80,8 +79,8 @@ tc_status tc_dequantize_s8_f32(const tc_affine_params *p, const int8_t *input, f
 /*
  * Element-wise int8 -> int8 maps: QUANTIZE between two int8 scales, RELU, RELU6, RELU_N1_TO_1
  * and LEAKY_RELU. Inputs at or above the input zero point are requantized with `multiplier`,
- * those below with `alpha_multiplier` (the same as `multiplier` except for LEAKY_RELU), then
- * clamped to [act_min, act_max].
+ * those below with `alpha_multiplier` (the same as `multiplier` except for LEAKY_RELU), with
+ * double rounding as both reference interpreters do, then clamped to [act_min, act_max].
  */
 typedef struct {
     int32_t size;
@@ -93,7 +92,6 @@ typedef struct {
     int32_t alpha_shift;
     int32_t act_min;
     int32_t act_max;
-    int32_t double_rounding;     /* 1: requantize with double rounding whatever TC_SINGLE_ROUNDING says */
 } tc_elementwise_params;
 
 tc_status tc_requantize_s8(const tc_elementwise_params *p, const int8_t *input, int8_t *output);

@@ -1,8 +1,7 @@
 /*
- * Int8 depthwise convolution with any depth multiplier; bit-exact with TFLM's reference
- * DEPTHWISE_CONV_2D. LiteRT's reference kernel also rounds twice when it requantizes (unlike its
- * FULLY_CONNECTED, which follows the single-rounding build), so this kernel rounds twice in both
- * modes.
+ * Int8 depthwise convolution with any depth multiplier, bit-exact with TFLM's reference
+ * DEPTHWISE_CONV_2D. LiteRT's reference kernel also requantizes with double rounding (unlike its
+ * FULLY_CONNECTED, which rounds once), so this kernel rounds twice in both modes.
  */
 #include "tc_kernels.h"
 

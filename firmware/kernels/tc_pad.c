@@ -1,10 +1,9 @@
 /*
  * Constant padding (PAD, PADV2) of a tensor of up to six dimensions and any element size.
  *
- * The output is written row by row along the last dimension: a row whose outer index falls in
- * the padding is filled entirely with the pad value, any other row is the pad value before and
- * after a copy of the matching input row. Only bytes move, so the kernel is exact for every
- * element type.
+ * The kernel writes the output row by row along the last dimension. A row whose outer index
+ * falls in the padding is all pad value. Any other row is a copy of the matching input row with
+ * pad values before and after it. Only bytes move, so the kernel is exact for every element type.
  */
 #include <string.h>
 
@@ -42,7 +41,7 @@ tc_status tc_pad(const tc_pad_params *p, const void *input, void *output)
             for (idx[2] = 0; idx[2] < out[2]; ++idx[2]) {
                 for (idx[3] = 0; idx[3] < out[3]; ++idx[3]) {
                     for (idx[4] = 0; idx[4] < out[4]; ++idx[4]) {
-                        /* Input row index of this output row, or -1 when the row is padding. */
+                        /* Row-major index of the input row that this output row copies, if any. */
                         size_t in_row = 0;
                         int inside = 1;
                         for (int d = 0; d < 5; ++d) {

@@ -1,20 +1,20 @@
 /*
  * Int8 MEAN and SUM over any set of axes.
  *
- * Each output is the int32 sum of the raw input values it covers; the kept axes enumerate the
+ * Each output is the int32 sum of the raw input values it covers. The kept axes enumerate the
  * outputs in order and the reduced axes the elements of one sum, both as extents and element
- * strides into the input. The sum, corrected by count * input_zero_point, is requantized to the
- * output; for MEAN the multiplier already holds 1/count. TFLM and LiteRT both round twice here,
- * so the kernel does too in either mode.
+ * strides into the input. The kernel requantizes the sum minus count * input_zero_point to the
+ * output, and for MEAN the multiplier already contains 1/count. TFLM and LiteRT both round twice
+ * here, so the kernel does too in either mode.
  */
 #include "tc_kernels.h"
 
-/* Sum of the raw values reduced into the output whose first input element is `base`. */
+/* Sum the raw values that reduce into the output whose first input element is `base`. */
 static int32_t reduced_sum(const tc_reduce_params *p, const int8_t *base)
 {
     const int32_t *d = p->reduced_dims;
     const int32_t *s = p->reduced_strides;
-    /* The reference adds in int32 without saturating; wrap the same way. */
+    /* The sum wraps like the reference's, which adds in int32 without saturating. */
     uint32_t sum = 0;
     for (int32_t i0 = 0; i0 < d[0]; ++i0) {
         for (int32_t i1 = 0; i1 < d[1]; ++i1) {
@@ -36,7 +36,7 @@ static int32_t reduced_sum(const tc_reduce_params *p, const int8_t *base)
 
 static int8_t reduce_output(const tc_reduce_params *p, int32_t sum)
 {
-    /* The reference subtracts in 64 bits and keeps the low 32 bits; so does unsigned arithmetic. */
+    /* The reference subtracts in 64 bits and keeps the low 32 bits, as unsigned arithmetic does. */
     const int32_t centered = (int32_t)((uint32_t)sum - (uint32_t)p->count * (uint32_t)p->input_zero_point);
     const int32_t value = tc_requantize_double(centered, p->multiplier, p->shift) + p->output_zero_point;
     return (int8_t)tc_clamp_i32(value, INT8_MIN, INT8_MAX);

@@ -1,13 +1,15 @@
 /*
  * Int8 SOFTMAX over the last axis in 32-bit fixed point, bit-exact with the reference kernels.
  *
- * For each row: find the maximum, scale every difference x - max (times beta and the input
- * scale) to a Q5.26 number, take exp() of it in fixed point, add the exps up as a Q12.19 number,
- * take the reciprocal of the sum as a Q0.31 number scaled by a power of two, and multiply each
- * exp by it. exp() is gemmlowp's: a fourth-order Taylor polynomial around -1/8 on [-1/4, 0),
- * extended to all negative inputs by multiplying in the constants exp(-2^k) for the bits of the
- * input above 1/4. 1/(1 + x) on [0, 1) is three Newton-Raphson steps from the usual 48/17 - 32/17 x
- * start. Every rounding step is the reference's, so the results agree to the bit.
+ * For each row the kernel finds the maximum and scales every difference x - max, times beta and
+ * the input scale, to a Q5.26 number. It takes exp() of each in fixed point and adds the exps up
+ * as a Q12.19 number. The reciprocal of that sum, a Q0.31 number and a power of two, multiplies
+ * each exp into the output.
+ *
+ * exp() is gemmlowp's: a fourth-order Taylor polynomial around -1/8 on [-1/4, 0), extended to
+ * all negative inputs by multiplying in the constants exp(-2^k) for the bits of the input above
+ * 1/4. 1/(1 + x) on [0, 1) is three Newton-Raphson steps from the start value 48/17 - 32/17 x.
+ * Every rounding step is the reference's, so the results agree to the bit.
  */
 #include "tc_kernels.h"
 
@@ -48,7 +50,7 @@ static int count_leading_zeros(uint32_t x)
 #endif
 }
 
-/* exp(a) for a in [-1/4, 0); input and result are Q0.31. */
+/* Compute exp(a) for a in [-1/4, 0), with input and result in Q0.31. */
 static int32_t exp_on_quarter_interval(int32_t a)
 {
     const int32_t exp_minus_one_eighth = 1895147668;
@@ -63,7 +65,7 @@ static int32_t exp_on_quarter_interval(int32_t a)
     return exp_minus_one_eighth + fx_mul(exp_minus_one_eighth, x + poly);
 }
 
-/* exp(a) for a <= 0 given as Q5.26; the result is Q0.31. */
+/* Compute exp(a) for a <= 0 given as Q5.26, as a Q0.31 result. */
 static int32_t exp_on_negative_q5_26(int32_t a)
 {
     /* exp(-2^k) in Q0.31 for k = -2 .. 4, applied for each set bit of -a above 1/4. */
@@ -82,7 +84,7 @@ static int32_t exp_on_negative_q5_26(int32_t a)
     return a == 0 ? INT32_MAX : result;
 }
 
-/* 1 / (1 + a) for a in [0, 1); input and result are Q0.31. */
+/* Compute 1 / (1 + a) for a in [0, 1), with input and result in Q0.31. */
 static int32_t one_over_one_plus_x(int32_t a)
 {
     const int64_t sum = (int64_t)a + INT32_MAX;
@@ -99,7 +101,7 @@ static int32_t one_over_one_plus_x(int32_t a)
     return fx_shift_left_sat(x, 1);
 }
 
-/* Reciprocal of a positive Q12.19 number: a Q0.31 mantissa and the power of two it lacks. */
+/* Compute the reciprocal of a positive Q12.19 number as a Q0.31 mantissa and a power of two. */
 static int32_t reciprocal_q12(int32_t x, int *num_bits_over_unit)
 {
     const int headroom_plus_one = count_leading_zeros((uint32_t)x);
@@ -108,16 +110,16 @@ static int32_t reciprocal_q12(int32_t x, int *num_bits_over_unit)
     return one_over_one_plus_x(shifted_minus_one);
 }
 
-/* exp(beta * input_scale * diff) for diff in [diff_min, 0], as Q0.31. */
+/*
+ * Compute exp(beta * input_scale * diff) for diff in [diff_min, 0], as Q0.31. The left shift
+ * cannot overflow because diff_min bounds |diff| * 2^input_left_shift by 31 * 2^26. After an
+ * exact left shift, the rounding doubling high multiply (TFLM) and the 64-bit product rounded
+ * half up (single-rounding builds) round the same way, so one form serves both modes.
+ */
 static int32_t scaled_exp(const tc_softmax_params *p, int32_t diff)
 {
-    int32_t rescaled;
-    if (p->double_rounding) {
-        rescaled = fx_mul((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-    } else {
-        rescaled = tc_requantize(diff, p->input_multiplier, p->input_left_shift);
-    }
-    return exp_on_negative_q5_26(rescaled);
+    const int32_t shifted = (int32_t)((uint32_t)diff << p->input_left_shift);
+    return exp_on_negative_q5_26(fx_mul(shifted, p->input_multiplier));
 }
 
 /* The row maximum and the reciprocal of the row's sum of exps. */
@@ -134,7 +136,7 @@ static tc_softmax_row softmax_row_stats(const tc_softmax_params *p, const int8_t
     for (int32_t c = 0; c < p->depth; ++c) {
         r.max = row[c] > r.max ? row[c] : r.max;
     }
-    /* Q12.19; the reference adds without saturating, so wrap the same way. */
+    /* The Q12.19 sum wraps like the reference's, which adds without saturating. */
     uint32_t sum = 0;
     for (int32_t c = 0; c < p->depth; ++c) {
         const int32_t diff = row[c] - r.max;
@@ -146,7 +148,7 @@ static tc_softmax_row softmax_row_stats(const tc_softmax_params *p, const int8_t
     return r;
 }
 
-/* One output of a row, `output_bits` wide, offset by the most negative value of that width. */
+/* Compute one output of a row, `output_bits` wide and offset by the most negative value of that width. */
 static int32_t softmax_output(const tc_softmax_params *p, const tc_softmax_row *r, int32_t x, int output_bits)
 {
     const int32_t out_min = -(1 << (output_bits - 1));

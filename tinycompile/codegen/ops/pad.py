@@ -1,9 +1,9 @@
 """Lower PAD and PADV2 (constant padding) of tensors of up to six dimensions and any element type.
 
-The paddings must be a constant [rank, 2] int32 or int64 tensor; the compiler folds it into the
-kernel's before/after amounts. PAD fills with the output zero point (0 for unquantized types),
-PADV2 with its constant operand. The kernel only moves bytes, so the input and output must share
-their quantization; the pad value is passed as the bytes of one element.
+The paddings must be a constant [rank, 2] int32 or int64 tensor, which the compiler folds into
+the kernel's amounts before each dimension. PAD fills with the output zero point (0 for
+unquantized types) and PADV2 with its constant operand. The kernel only moves bytes, so input
+and output must share their quantization, and the pad value travels as the bytes of one element.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def lower_pad(op: ir.Operator, options: LoweringOptions) -> Layer:
     y = op.outputs[0]
     paddings = require_constant(op, op.inputs[1], "paddings")
     rank = len(x.shape)
+
     if paddings.dtype not in _PADDING_TYPES or paddings.num_elements != 2 * rank:
         raise UnsupportedModelError(
             f"{op.describe()}: paddings '{paddings.name}' must be an int32 or int64 [{rank}, 2] tensor, got "
@@ -72,6 +73,7 @@ def lower_pad(op: ir.Operator, options: LoweringOptions) -> Layer:
             f"{op.describe()}: input '{x.name}' and output '{y.name}' are quantized differently; PAD copies values "
             "and needs the same scale and zero point on both"
         )
+
     amounts = paddings.data.reshape(rank, 2).astype(np.int64)
     if np.any(amounts < 0):
         raise UnsupportedModelError(
@@ -83,6 +85,7 @@ def lower_pad(op: ir.Operator, options: LoweringOptions) -> Layer:
             f"{op.describe()}: output shape {list(y.shape)} does not match the input {list(x.shape)} padded by "
             f"{amounts.tolist()} ({list(expected)})"
         )
+
     lead = MAX_DIMS - rank
     value = _pad_value(op, x, y).tobytes()
     params = CStruct("tc_pad_params", {

@@ -1,14 +1,15 @@
 """Lower int8 MEAN and SUM over a constant set of axes, with or without keep_dims.
 
-The axes are resolved at compile time (negative axes wrap, repeated axes count once) into two
-strided index spaces over the input: the kept axes, which enumerate the outputs in order, and
-the reduced axes, which enumerate the elements summed into one output. The kernel sums raw int8
-values in int32 and requantizes sum - count * input_zero_point by input_scale / output_scale;
-for MEAN the compiler first folds 1/count into that multiplier as TFLM's QuantizedMeanOrSum
-does (a left shift by floor(log2(count)), at most 32 and at most 31 + shift, then an integer
-division). Both reference interpreters take this path for every int8 MEAN, equal input and
-output quantization and the 4-D mean over height and width included, and both round twice.
-keep_dims only changes the output shape, never the values.
+The compiler resolves the axes (negative axes wrap, repeated axes count once) into two strided
+index spaces over the input. The kept axes enumerate the outputs in order, and the reduced axes
+enumerate the elements summed into one output. The kernel sums raw int8 values in int32 and
+requantizes sum - count * input_zero_point by input_scale / output_scale.
+
+For MEAN the compiler first folds 1/count into that multiplier as TFLite's QuantizedMeanOrSum
+does: a left shift by floor(log2(count)), at most 32 and at most 31 + shift, then an integer
+division. Both reference interpreters (tflite-micro and ai-edge-litert 2.3.0) take this path for
+every int8 MEAN, including equal input and output quantization and the 4-D mean over height and
+width, and both round twice. keep_dims only changes the output shape, never the values.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def resolve_axes(op: ir.Operator, axis: ir.Tensor, rank: int) -> list[int]:
 
 
 def mean_multiplier(input_scale: float, output_scale: float, count: int, single_rounding: bool) -> tuple[int, int]:
-    """Return TFLM's MEAN requantization: input_scale / output_scale with 1/count folded in."""
+    """Return MEAN's requantization: input_scale / output_scale with 1/count folded in."""
     multiplier, shift = quant.quantize_multiplier(float(input_scale) / float(output_scale), single_rounding)
     extra = min(count.bit_length() - 1, 32, 31 + shift)
     return int((multiplier << extra) // count), shift - extra
@@ -59,6 +60,7 @@ def lower_reduce(op: ir.Operator, options: LoweringOptions) -> Layer:
     if rank > MAX_DIMS:
         raise UnsupportedModelError(f"{op.describe()}: input has {rank} dimensions; {op.op_type} supports at most {MAX_DIMS}")
     axes = resolve_axes(op, axis, rank)
+
     if attrs.keep_dims:
         expected = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
     else:
@@ -68,6 +70,7 @@ def lower_reduce(op: ir.Operator, options: LoweringOptions) -> Layer:
             f"{op.describe()}: output shape {list(y.shape)} does not match reducing {list(x.shape)} over axes "
             f"{axes} (keep_dims {attrs.keep_dims}): expected {list(expected)}"
         )
+
     strides = [int(np.prod(x.shape[i + 1:], dtype=np.int64)) for i in range(rank)]
     count = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
     if count == 0 or x.num_elements == 0:

@@ -1,11 +1,11 @@
 """Lower int8 SOFTMAX (to int8 or int16) over the last axis, for any beta.
 
-The kernel works in the reference's fixed point: each difference to the row maximum is scaled
-by beta * input_scale into a number with 5 integer bits, so the compiler precomputes that
+The kernel works in the reference's fixed point, which scales each difference to the row
+maximum by beta * input_scale into a number with 5 integer bits. The compiler precomputes that
 scaling as a Q31 multiplier with a left shift, and the smallest difference whose exp() still
-counts (`diff_min`), exactly as TFLite's PreprocessSoftmaxScaling and CalculateInputRadius do.
-The single-rounding build of LiteRT caps the multiplier one bit lower than TFLM, which changes
-both values for very large beta * input_scale.
+counts (`diff_min`), as TFLite's PreprocessSoftmaxScaling and CalculateInputRadius do. A
+single-rounding build caps the multiplier at 2^30 - 1 instead of 2^31 - 1. Both caps give the
+same outputs, because the differences they treat differently have an exp() that rounds to 0.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tinycompile.errors import UnsupportedModelError
 
 SCALED_DIFF_INTEGER_BITS = 5
 _OUTPUT_FORMATS = {
-    # output type: (zero point, scale, kernel)
+    # output type: (zero point, scale, kernel name)
     ir.DType.INT8: (-128, 1.0 / 256, "tc_softmax_s8"),
     ir.DType.INT16: (-32768, 1.0 / 65536, "tc_softmax_s8_s16"),
 }
@@ -48,6 +48,7 @@ def lower_softmax(op: ir.Operator, options: LoweringOptions) -> Layer:
     attrs: ir.SoftmaxAttrs = op.attrs
     x = require_int8(op, op.inputs[0] if op.inputs else None, "input")
     y = op.outputs[0]
+
     if y.dtype not in _OUTPUT_FORMATS:
         raise UnsupportedModelError(
             f"{op.describe()}: output '{y.name}' is {y.dtype.value}; an int8 SOFTMAX writes int8 or int16"
@@ -61,11 +62,12 @@ def lower_softmax(op: ir.Operator, options: LoweringOptions) -> Layer:
             f"{op.describe()}: output '{y.name}' has {got}; a {y.dtype.value} SOFTMAX output needs scale "
             f"1/{round(1 / scale)} and zero point {zero_point}"
         )
-    if not x.shape or x.shape != y.shape:
+    if not x.shape or x.shape != y.shape or x.num_elements == 0:
         raise UnsupportedModelError(
-            f"{op.describe()}: input shape {list(x.shape)} and output shape {list(y.shape)} must be equal "
-            "and have at least one dimension"
+            f"{op.describe()}: input shape {list(x.shape)} and output shape {list(y.shape)} must be equal, "
+            "non-empty and have at least one dimension"
         )
+
     beta = float(attrs.beta)
     try:
         scaling = softmax_scaling(beta, x.quant.scalar_scale, options.single_rounding)
@@ -74,13 +76,13 @@ def lower_softmax(op: ir.Operator, options: LoweringOptions) -> Layer:
             f"{op.describe()}: beta {beta} times the input scale {x.quant.scalar_scale} is too small for the "
             "int8 kernel's fixed-point exp(); requantize the input to a larger scale"
         ) from None
+
     depth = x.shape[-1]
     params = CStruct("tc_softmax_params", {
-        "outer_size": x.num_elements // depth if depth else 0,
+        "outer_size": x.num_elements // depth,
         "depth": depth,
         "input_multiplier": scaling.multiplier,
         "input_left_shift": scaling.left_shift,
         "diff_min": scaling.diff_min,
-        "double_rounding": 0 if options.single_rounding else 1,
     })
     return Layer(op, kernel, [params, x, y], sources=("tc_softmax_s8.c",), macs=x.num_elements)
