@@ -36,17 +36,17 @@ typedef struct {
     const float *qas;          /* per output channel: 1 / s_w^2 */
 } tc_train_slice;
 
-/* Gradient mask of a clamped int8 output and per-channel scale of the requantization. */
+/* Gradient mask of a clamped int8 output and per-channel scale of the requantization. The mask
+ * is packed one bit per element by tc_train_pack_mask during the forward pass, so the backward
+ * pass needs 1/8 of the output's memory instead of the output itself. */
 typedef struct {
     int32_t count;             /* elements */
     int32_t channels;          /* length of the innermost axis */
-    int32_t act_min, act_max;  /* gradient passes where act_min < y < act_max */
     const float *scale;        /* per channel, or NULL for 1 */
 } tc_train_mask_params;
 
 typedef struct {
     int32_t count;
-    int32_t act_min, act_max;
     float scale1, scale2;      /* s_input / s_output of each input */
     int32_t accumulate1, accumulate2;  /* 1: add to the input gradient, 0: overwrite it */
 } tc_train_add_params;
@@ -66,7 +66,11 @@ void tc_train_sgd_bias(int32_t count, const float *grad, const float *qas, float
 void tc_train_gather_channels(int32_t positions, int32_t channels, int32_t count, const int32_t *index,
                               int32_t divisor, const int8_t *x, int8_t *dst);
 
-void tc_train_mask_scale(const tc_train_mask_params *p, const int8_t *y, float *grad);
+/* Set bit i of `bits` (LSB first) where act_min < y[i] < act_max: where the clamp passes the gradient. */
+void tc_train_pack_mask(int32_t count, int32_t act_min, int32_t act_max, const int8_t *y, uint8_t *bits);
+
+/* grad[i] *= scale[channel] where bit i is set, else grad[i] = 0. */
+void tc_train_mask_scale(const tc_train_mask_params *p, const uint8_t *bits, float *grad);
 void tc_train_bias_grad(int32_t positions, int32_t channels, const float *grad, float *grad_bias);
 
 tc_status tc_train_conv_input_grad(const tc_conv_params *p, const float *grad_out, const int8_t *filter,
@@ -85,7 +89,7 @@ tc_status tc_train_depthwise_weight_grad(const tc_conv_params *p, const tc_train
 tc_status tc_train_fc_weight_grad(const tc_fc_params *p, const tc_train_slice *s, const int8_t *x,
                                   int32_t x_is_slice, const float *grad_out, float *grad_w);
 
-void tc_train_add_backward(const tc_train_add_params *p, const int8_t *y, const float *grad_out,
+void tc_train_add_backward(const tc_train_add_params *p, const uint8_t *bits, const float *grad_out,
                            float *grad1, float *grad2);
 tc_status tc_train_avg_pool_backward(const tc_pool_params *p, const float *grad_out, float *grad_in,
                                      int32_t accumulate);

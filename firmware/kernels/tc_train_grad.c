@@ -13,11 +13,27 @@ static void tc_train_zero(float *x, size_t count)
     }
 }
 
-void tc_train_mask_scale(const tc_train_mask_params *p, const int8_t *y, float *grad)
+void tc_train_pack_mask(int32_t count, int32_t act_min, int32_t act_max, const int8_t *y, uint8_t *bits)
+{
+    for (int32_t i = 0; i < count; i += 8) {
+        uint8_t byte = 0;
+        for (int32_t b = 0; b < 8 && i + b < count; ++b) {
+            const int32_t v = y[i + b];
+            byte |= (uint8_t)((v > act_min && v < act_max) ? 1u << b : 0u);
+        }
+        bits[i / 8] = byte;
+    }
+}
+
+TC_INLINE int tc_train_bit(const uint8_t *bits, int32_t i)
+{
+    return (bits[i >> 3] >> (i & 7)) & 1;
+}
+
+void tc_train_mask_scale(const tc_train_mask_params *p, const uint8_t *bits, float *grad)
 {
     for (int32_t i = 0; i < p->count; ++i) {
-        const int32_t v = y[i];
-        if (v <= p->act_min || v >= p->act_max) {
+        if (!tc_train_bit(bits, i)) {
             grad[i] = 0.0f;
         } else if (p->scale) {
             grad[i] *= p->scale[i % p->channels];
@@ -251,12 +267,11 @@ tc_status tc_train_fc_weight_grad(const tc_fc_params *p, const tc_train_slice *s
     return TC_OK;
 }
 
-void tc_train_add_backward(const tc_train_add_params *p, const int8_t *y, const float *grad_out,
+void tc_train_add_backward(const tc_train_add_params *p, const uint8_t *bits, const float *grad_out,
                            float *grad1, float *grad2)
 {
     for (int32_t i = 0; i < p->count; ++i) {
-        const int32_t v = y[i];
-        const float g = (v <= p->act_min || v >= p->act_max) ? 0.0f : grad_out[i];
+        const float g = tc_train_bit(bits, i) ? grad_out[i] : 0.0f;
         if (grad1) {
             grad1[i] = (p->accumulate1 ? grad1[i] : 0.0f) + g * p->scale1;
         }

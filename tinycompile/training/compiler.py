@@ -41,7 +41,7 @@ class MemorySummary:
     lower_bound: int            # largest sum of buffers alive at one step; no plan is smaller
     planner: str
     master_bytes: int           # persistent float32 master copies (inside the arena)
-    peak_step: int              # the step whose live buffers reach highest in the arena
+    peak_step: int              # the step with the most bytes alive
     peak_comment: str
     peak_by_kind: dict[str, int] = field(default_factory=dict)   # bytes alive at the peak step, by value kind
     const_bytes: int = 0        # constant data kept in flash (weights and kernel parameters), code excluded
@@ -104,11 +104,12 @@ def compile_training(model: str | Path | ir.Graph, config: str | Path | Training
 def summarize_memory(schedule: TrainingSchedule, plan: MemoryPlan) -> MemorySummary:
     buffers = schedule.buffers()
     kind_of = {v.id: v.kind for v in schedule.values}
-    best_step, best_top = 0, -1
+    # The peak step is the one with the most bytes alive, the step that sets the lower bound.
+    best_step, best_live = 0, -1
     for step in range(len(schedule.steps)):
-        top = max((plan.offsets[b.id] + b.size for b in buffers if b.first <= step <= b.last), default=0)
-        if top > best_top:
-            best_step, best_top = step, top
+        live = sum(b.size for b in buffers if b.first <= step <= b.last)
+        if live > best_live:
+            best_step, best_live = step, live
     by_kind = {kind: 0 for kind in KINDS}
     for b in buffers:
         if b.first <= best_step <= b.last:

@@ -39,11 +39,12 @@ log = logging.getLogger(__name__)
 # Kinds of values, used in memory reports.
 ACTIVATION = "activation"       # int8 forward tensor (kept for the backward pass when it needs it)
 SAVED = "saved slice"           # int8 copy of the selected input channels of a weight update
+MASK = "gradient mask"          # one bit per output element: where the output clamp passes the gradient
 GRADIENT = "gradient"           # float32 gradient of an activation
 PARAM_GRAD = "parameter gradient"  # float32 gradient of a weight slice or bias
 PARAMETER = "re-quantized parameter"  # int8 weights or int32 bias re-quantized for one kernel
 MASTER = "master copy"          # float32 master copy of updated parameters (persistent)
-KINDS = (ACTIVATION, SAVED, GRADIENT, PARAM_GRAD, PARAMETER, MASTER)
+KINDS = (ACTIVATION, MASK, SAVED, GRADIENT, PARAM_GRAD, PARAMETER, MASTER)
 
 
 @dataclass(eq=False)
@@ -58,7 +59,7 @@ class Value:
 
     @property
     def nbytes(self) -> int:
-        return self.count * {"int8_t": 1, "int32_t": 4, "float": 4}[self.c_type]
+        return self.count * {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4}[self.c_type]
 
     @property
     def persistent(self) -> bool:
@@ -156,6 +157,7 @@ class _Builder:
         self.forward_params: dict[int, Params] = {}
         self.master_of: dict[tuple[int, str], Master] = {}
         self.saved: dict[int, Value] = {}        # id(op) -> saved input slice
+        self.masks: dict[int, Value] = {}        # id(op) -> packed gradient mask of its output
         self.deferred: list[Step] = []
 
     # Values ---------------------------------------------------------------------------------
@@ -333,6 +335,23 @@ class _Builder:
             else:
                 raise UnsupportedModelError(f"{op.describe()}: its kernel needs a scratch buffer, which training does not plan")
         self.step("forward", layer.kernel, args, f"operator {op.index}: {op.op_type} '{op.short_name}'", inference=True)
+        if bop is not None and bop.mask_output:
+            self.save_mask(op)
+
+    def save_mask(self, op: ir.Operator) -> None:
+        y = op.outputs[0]
+        act_min, act_max = self.clamp_range(op)
+        bits = self.value(f"mask of {y.name}", MASK, "uint8_t", (y.num_elements + 7) // 8)
+        self.masks[id(op)] = bits
+        self.step("save", "tc_train_pack_mask", [str(y.num_elements), str(act_min), str(act_max), self.act(y), bits],
+                  f"operator {op.index}: keep where the output clamp passes the gradient, one bit per element",
+                  status=False)
+
+    def clamp_range(self, op: ir.Operator) -> tuple[int, int]:
+        fields = self.forward_params[id(op)].struct.fields
+        if "q" in fields:
+            fields = fields["q"].fields
+        return int(fields["act_min"]), int(fields["act_max"])
 
     def backward_of(self, op: ir.Operator) -> BackwardOp | None:
         for bop in self.backward.ops:
@@ -373,21 +392,20 @@ class _Builder:
         else:
             self.backward_pool(bop, g_y)
 
-    def mask_step(self, op: ir.Operator, g_y: Value, act_min: int, act_max: int, scale: np.ndarray | None) -> None:
+    def mask_step(self, op: ir.Operator, g_y: Value, scale: np.ndarray | None) -> None:
         y = op.outputs[0]
-        fields = {"count": y.num_elements, "channels": int(y.shape[-1]), "act_min": act_min, "act_max": act_max,
+        fields = {"count": y.num_elements, "channels": int(y.shape[-1]),
                   "scale": ConstArray(f"tc_train{op.index}_grad_scale", "float", scale) if scale is not None else "NULL"}
         p = self.add_params(f"tc_train{op.index}_mask", CStruct("tc_train_mask_params", fields))
         what = "mask the gradient by the output clamp and scale it to the accumulator" if scale is not None \
             else "mask the gradient by the fused activation"
-        self.step("backward", "tc_train_mask_scale", [p, self.act(y), g_y], f"operator {op.index}: {what}",
+        self.step("backward", "tc_train_mask_scale", [p, self.masks[id(op)], g_y], f"operator {op.index}: {what}",
                   status=False)
 
     def backward_parameter_op(self, bop: BackwardOp, g_y: Value) -> None:
         op = bop.op
         fwd = self.forward_params[id(op)]
-        q = fwd.struct.fields["q"].fields
-        self.mask_step(op, g_y, int(q["act_min"]), int(q["act_max"]), qas.grad_multiplier(op))
+        self.mask_step(op, g_y, qas.grad_multiplier(op))
         kind = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fc"}[op.op_type]
         if 0 in bop.grad_inputs:
             w = self.materialize(op, "weight", "backward", False)
@@ -424,7 +442,6 @@ class _Builder:
 
     def backward_add(self, bop: BackwardOp, g_y: Value) -> None:
         op = bop.op
-        fields = self.forward_params[id(op)].struct.fields
         scale1, scale2 = qas.add_input_scales(op)
         grads: list[Arg] = [None, None]
         flags = [0, 0]
@@ -432,18 +449,17 @@ class _Builder:
             if i in bop.grad_inputs:
                 grads[i], flags[i] = self.grad_of(op.inputs[i])
         struct = CStruct("tc_train_add_params", {
-            "count": op.outputs[0].num_elements, "act_min": int(fields["act_min"]), "act_max": int(fields["act_max"]),
-            "scale1": scale1, "scale2": scale2, "accumulate1": flags[0], "accumulate2": flags[1],
+            "count": op.outputs[0].num_elements, "scale1": scale1, "scale2": scale2, "accumulate1": flags[0], "accumulate2": flags[1],
         })
         p = self.add_params(f"tc_train{op.index}_add", struct)
-        self.step("backward", "tc_train_add_backward", [p, self.act(op.outputs[0]), g_y, grads[0], grads[1]],
+        self.step("backward", "tc_train_add_backward", [p, self.masks[id(op)], g_y, grads[0], grads[1]],
                   f"operator {op.index}: gradients of both ADD inputs", status=False)
 
     def backward_pool(self, bop: BackwardOp, g_y: Value) -> None:
         op = bop.op
         fwd = self.forward_params[id(op)]
         if bop.mask_output:
-            self.mask_step(op, g_y, int(fwd.struct.fields["act_min"]), int(fwd.struct.fields["act_max"]), None)
+            self.mask_step(op, g_y, None)
         if 0 not in bop.grad_inputs:
             return
         g_x, accumulate = self.grad_of(op.inputs[0])
