@@ -102,6 +102,9 @@ tc_status tc_train_max_pool_backward(const tc_pool_params *p, const int8_t *x, c
 float tc_train_softmax_cross_entropy(int32_t count, const int8_t *logits, float scale, int32_t label,
                                      float *grad);
 
+/* Copy `count` bytes of input to dst unless src is dst already. */
+void tc_train_copy_input(int8_t *dst, const int8_t *src, int32_t count);
+
 /* Index of the largest value, the first one on ties. */
 int32_t tc_train_argmax_s8(int32_t count, const int8_t *x);
 

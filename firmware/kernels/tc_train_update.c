@@ -89,6 +89,15 @@ void tc_train_gather_channels(int32_t positions, int32_t channels, int32_t count
     }
 }
 
+void tc_train_copy_input(int8_t *dst, const int8_t *src, int32_t count)
+{
+    if (dst != src) {
+        for (int32_t i = 0; i < count; ++i) {
+            dst[i] = src[i];
+        }
+    }
+}
+
 int32_t tc_train_argmax_s8(int32_t count, const int8_t *x)
 {
     int32_t best = 0;

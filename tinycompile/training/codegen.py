@@ -230,6 +230,7 @@ def _context(program: TrainingProgram) -> dict:
         "steps": steps,
         "inference_steps": sum(1 for s in steps if s["inference"]),
         "logits_macro": offset_macro(schedule.logits_value),
+        "input_macro": offset_macro(schedule.input_value),
         "weights": weights_ctx,
     }
 

@@ -34,7 +34,8 @@ class EpochResult:
     test_accuracy: float
     test_loss: float
     train_loss: float | None = None
-    seconds_per_step: float | None = None
+    seconds_per_step: float | None = None      # host wall time
+    instructions_per_step: float | None = None  # QEMU executed instructions
 
 
 @dataclass

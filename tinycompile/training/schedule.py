@@ -205,8 +205,8 @@ class _Builder:
 
         x = graph.inputs[0]
         input_value = self.act(x)
-        self.step("input", "memcpy", [input_value, "input", str(x.nbytes)], "copy the input into the arena",
-                  status=False, inference=True)
+        self.step("input", "tc_train_copy_input", [input_value, "input", str(x.nbytes)],
+                  "copy the input into the arena unless it is already there", status=False, inference=True)
         for op in graph.operators:
             self.forward(op)
 
