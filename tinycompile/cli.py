@@ -294,5 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+from tinycompile.training.cli import simulate_train_command, train_compile_command  # noqa: E402
+
+cli.add_command(train_compile_command)
+cli.add_command(simulate_train_command)
+
+
 if __name__ == "__main__":
     main()
