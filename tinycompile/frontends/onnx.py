@@ -88,7 +88,7 @@ def read_model(path: Path) -> onnx.ModelProto:
             "export it again with torch.onnx.export or onnx.save"
         ) from None
     if not model.HasField("graph") or not model.graph.node:
-        raise ModelFormatError(f"'{path}' holds no ONNX graph nodes; pass a model saved with onnx.save")
+        raise ModelFormatError(f"'{path}' contains no ONNX graph nodes; pass a model saved with onnx.save")
     base = path.parent
     for tensor in external_data_helper._get_all_tensors(model):
         if not external_data_helper.uses_external_data(tensor):
@@ -109,7 +109,7 @@ def read_model(path: Path) -> onnx.ModelProto:
 
 
 def opset_versions(model: onnx.ModelProto) -> dict[str, int]:
-    return {(o.domain or "ai.onnx").replace("ai.onnx", ""): int(o.version) for o in model.opset_import}
+    return {("" if o.domain in ("", "ai.onnx") else o.domain): int(o.version) for o in model.opset_import}
 
 
 def check_opsets(model: onnx.ModelProto, path: Path) -> None:
@@ -194,7 +194,7 @@ def resolve_input_shapes(model: onnx.ModelProto, path: Path,
 
 
 class OnnxInputShapeError(UnsupportedModelError):
-    """An --input-shape override names an unknown input or contradicts the model."""
+    """Invalid --input-shape override: an unknown input name, or a shape that contradicts the model."""
 
 
 def _shape_text(dims) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +30,7 @@ from onnx import helper, numpy_helper
 from tinycompile import ir
 from tinycompile.errors import UnsupportedModelError
 from tinycompile.frontends import onnx_ir
-from tinycompile.frontends.onnx import (MICROSOFT_DOMAIN, QUANTIZE_HINT, OnnxFloatModelError, OnnxUnsupportedOpError,
-                                        opset_versions)
+from tinycompile.frontends.onnx import MICROSOFT_DOMAIN, QUANTIZE_HINT, OnnxFloatModelError, opset_versions
 
 log = logging.getLogger(__name__)
 
@@ -441,4 +439,3 @@ def broadcast_shape(*shapes) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
 
 
-__all__ = ["Importer", "QValue", "DQValue", "Pending", "ConstValue", "FloatValue", "Layout", "math"]

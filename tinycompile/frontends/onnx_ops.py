@@ -1,11 +1,10 @@
 """Per-op converters of the ONNX frontend.
 
-Each converter reads its inputs as quantized values (a QDQ float op's DequantizeLinear inputs and
-a QOperator op's integer inputs look the same here), works out the output quantization (from the
-QuantizeLinear after a QDQ float op, or from the op's own scale inputs), and emits IR operators.
-A TFLite op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, AVERAGE_POOL_2D,
-MAX_POOL_2D, RESHAPE, TRANSPOSE) is emitted when its kernel computes the ONNX op; otherwise an
-ONNX-only op of `onnx_ir` is.
+Each converter reads its inputs as quantized values, so a QDQ float op's DequantizeLinear inputs
+and a QOperator op's integer inputs look the same. It takes the output quantization from the
+QuantizeLinear after a QDQ float op, or from the op's own scale inputs, and emits IR operators:
+TFLite ops (ADD, MUL, MAX_POOL_2D, RESHAPE, TRANSPOSE) where their kernels compute the ONNX op as
+ONNX Runtime does, else the ONNX-only ops of `onnx_ir`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 MICROSOFT_OPS = {"QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QGemm",
                  "QLinearSoftmax", "QLinearConcat", "QuantizeLinear", "DequantizeLinear"}
 PASS_THROUGH = {"Identity", "Dropout"}
-SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze"}
 
 
 def attributes(node: onnx.NodeProto) -> dict:
@@ -760,7 +758,12 @@ def _reshape(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
 def _finish_movement(im: Importer, node: onnx.NodeProto, qdq: bool, out: QValue) -> None:
     # A data-movement op's float output equals the dequantized int8 result exactly, so readers
     # other than QuantizeLinear may use it too.
-    im.values[node.output[0]] = Pending(out) if qdq and _all_quantized(im, node) else (DQValue(out) if qdq else out)
+    if not qdq:
+        im.values[node.output[0]] = out
+    elif _all_quantized(im, node):
+        im.values[node.output[0]] = Pending(out)
+    else:
+        im.values[node.output[0]] = DQValue(out)
 
 
 def _all_quantized(im: Importer, node: onnx.NodeProto) -> bool:
