@@ -68,7 +68,8 @@ reorder_option = click.option(
 @click.option("-v", "--verbose", count=True, help="Log progress (-v) or debug details (-vv) to stderr.")
 def cli(verbose: int) -> None:
     """Compile full-integer int8 models to static-memory C99 for microcontrollers."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    level = levels.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -152,7 +153,12 @@ def print_verify_result(result) -> None:
     for o in result.outputs:
         table.add_row(o.name[:48], f"{o.elements:,}", str(o.mismatches), f"{o.max_abs_diff:g}")
     console.print(table)
-    verdict = "PASS: bit-exact" if result.ok and result.tolerance == 0 else "PASS" if result.ok else "FAIL"
+    if not result.ok:
+        verdict = "FAIL"
+    elif result.tolerance == 0:
+        verdict = "PASS: bit-exact"
+    else:
+        verdict = "PASS"
     console.print(verdict)
 
 
@@ -273,6 +279,108 @@ def print_simulation(result, opt: str, labels: list[str] | None = None) -> None:
                   f"({100 * total / result.sram_budget:.1f}%): data+bss {static:,} "
                   f"(arena {result.compiled.arena_size:,}) + stack high-water {run.stack_used:,} "
                   f"of {run.stack_size:,} reserved")
+
+
+def project_options(function):
+    """Options that `project` and `flash` share: board, golden vectors and compilation."""
+    options = [
+        click.option("--board", default="qemu-m4", show_default=True,
+                     help="Board name from boards/ (qemu-* boards are simulated)."),
+        click.option("--input", "inputs", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+                     help="Raw binary or .npy file of whole samples for the golden-vector test; repeatable."),
+        click.option("--samples", default=4, show_default=True, type=click.IntRange(min=0),
+                     help="Number of random golden samples to add to the input files."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random golden samples."),
+        click.option("--sram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
+                     help="SRAM budget in bytes (default: 256 KB on qemu-* boards, all SRAM on real ones)."),
+        click.option("--timeout", "timeout_s", default=300, show_default=True, type=click.IntRange(min=1),
+                     help="Seconds that QEMU may run the firmware or the test (qemu-* boards)."),
+        rounding_option,
+        planner_option,
+        input_shape_option,
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command("project")
+@model_argument
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write the PlatformIO project into.")
+@click.option("--force", is_flag=True, help="Replace the output folder if it is not empty.")
+@click.option("--check", is_flag=True,
+              help="Also link the firmware with the system Arm toolchain against the board's memory map, "
+                   "to prove offline that it fits the board's flash and SRAM.")
+@project_options
+def project_command(model: Path, output: Path, force: bool, check: bool, board: str, inputs: tuple[Path, ...],
+                    samples: int, seed: int, sram_budget: int | None, timeout_s: int, rounding: str, planner: str,
+                    input_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Write a PlatformIO project that runs MODEL on a board, with a golden-vector unit test."""
+    from tinycompile.deploy.platformio import generate_project
+
+    project = generate_project(model, board, output, force=force, check=check, rounding=rounding, planner=planner,
+                               sram_budget=sram_budget, golden_samples=samples, seed=seed, inputs=inputs,
+                               input_shapes=input_shapes or None, timeout_s=timeout_s)
+    print_project_summary(project)
+    if project.board.simulated:
+        console.print(f"next: cd {project.path} && pio run -t upload && pio test "
+                      f"(or: tinycompile flash {model} --board {project.board.name})", markup=False,
+                      highlight=False, soft_wrap=True)
+    else:
+        console.print(f"next: cd {project.path} && pio run -t upload && pio device monitor "
+                      f"(or: tinycompile flash {model} --board {project.board.name} --monitor)", markup=False,
+                      highlight=False, soft_wrap=True)
+
+
+def print_project_summary(project) -> None:
+    fit = project.fit
+    console.print(f"wrote {project.path}/ (PlatformIO environment {project.env_name}, "
+                  f"{project.golden.samples} golden samples from {project.golden.reference.upper()})",
+                  markup=False, highlight=False, soft_wrap=True)
+    console.print(f"SRAM estimate: {fit.required_bytes:,} of {fit.sram_budget:,} bytes "
+                  f"(arena {project.compiled.arena_size:,})", highlight=False)
+    image = project.link_check
+    if image is not None:
+        board = project.board
+        console.print(f"link check on {board.name}: flash {image.flash:,} of {board.flash.size:,} bytes, "
+                      f"SRAM {image.sram:,} of {image.sram_budget:,} bytes: fits", highlight=False)
+
+
+@cli.command("flash")
+@model_argument
+@click.option("--port", default=None, help="Serial port of a real board, e.g. /dev/ttyACM0 (default: PlatformIO's choice).")
+@click.option("--monitor", is_flag=True, help="Open the serial monitor after flashing a real board.")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder to keep the PlatformIO project in (default: a temporary folder, deleted afterwards).")
+@click.option("--force", is_flag=True, help="Replace the output folder if it is not empty.")
+@project_options
+def flash_command(model: Path, port: str | None, monitor: bool, output: Path | None, force: bool, board: str,
+                  inputs: tuple[Path, ...], samples: int, seed: int, sram_budget: int | None, timeout_s: int,
+                  rounding: str, planner: str, input_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Generate the PlatformIO project of MODEL and upload it: flash a real board, or run it in QEMU.
+
+    On a qemu-* board the firmware's output is printed and its exit status becomes this command's.
+    """
+    import tempfile
+
+    from tinycompile.deploy.platformio import check_tool_scons, flash, generate_project, remove_project
+
+    check_tool_scons()
+    project_dir = output if output is not None else Path(tempfile.mkdtemp(prefix="tinycompile-flash-"))
+    try:
+        project = generate_project(model, board, project_dir, force=force, rounding=rounding, planner=planner,
+                                   sram_budget=sram_budget, golden_samples=samples, seed=seed, inputs=inputs,
+                                   input_shapes=input_shapes or None, timeout_s=timeout_s)
+        result = flash(project.path, project.board, port=port, monitor=monitor,
+                       echo=lambda line: click.echo(line, nl=False))
+    finally:
+        if output is None:
+            remove_project(project_dir)
+    if result.firmware_status is not None and result.firmware_status != 0:
+        err_console.print(f"error: the firmware on {board} exited with status {result.firmware_status}",
+                          markup=False, highlight=False)
+    sys.exit(result.exit_status)
 
 
 def main(argv: list[str] | None = None) -> None:
