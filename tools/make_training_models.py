@@ -13,16 +13,32 @@ It writes into tests/models/training/:
   - digits_transfer.npz: the new task, digits 5-9 relabelled 0-4, split into x_train/y_train
     and x_test/y_test (float32 pixels in [0, 1], shape N x 8 x 8 x 1).
 Outputs are deterministic for one TensorFlow version up to the nondeterminism of its kernels.
+
+    .venv-tf/bin/python tools/make_training_models.py tf-memory MODEL.json
+
+instead measures the host memory of one TensorFlow training step of a float Keras replica of a
+tiny-training model (same layer shapes, ReLU6, residual adds, a new 10-class head, batch size 1,
+plain SGD updating every parameter). TensorFlow's CPU allocator is switched to its BFC allocator
+(TF_CPU_ALLOCATOR_USE_BFC), which keeps allocation statistics; after three warm-up steps the
+statistics are reset and one compiled training step runs. The peak is every tensor alive at
+once in TensorFlow's allocator: parameters, activations, gradients and temporaries, without the
+runtime's own code and bookkeeping.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+
+# Must be set before TensorFlow starts: the BFC allocator on the CPU keeps memory statistics.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+import tensorflow as tf  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "models" / "training"
 
@@ -96,7 +112,65 @@ def digits_model(x: np.ndarray, y: np.ndarray) -> bytes:
     return convert(single, x[:200])
 
 
+def mcunet_replica(spec: dict, num_classes: int) -> tf.keras.Model:
+    """Build a float Keras model with the layer shapes of a tiny-training model description."""
+    first = spec["first_conv"]
+    size = int(first.get("in_shape", 128))
+    inputs = tf.keras.Input((size, size, int(first.get("in_channel", 3))), batch_size=1)
+
+    def conv(layer, x):
+        k = layer["kernel_size"][0]
+        if int(layer.get("groups", 1)) > 1:
+            y = tf.keras.layers.DepthwiseConv2D(k, strides=layer["stride"], padding="same")(x)
+        else:
+            y = tf.keras.layers.Conv2D(layer["out_channel"], k, strides=layer["stride"], padding="same")(x)
+        return tf.keras.layers.ReLU(6.0)(y)
+
+    x = conv(first, inputs)
+    for block in spec["blocks"]:
+        shortcut = x
+        for part in ("pointwise1", "depthwise", "pointwise2"):
+            if block.get(part) is not None:
+                x = conv(block[part], x)
+        if block.get("residual") is not None:
+            x = tf.keras.layers.Add()([shortcut, x])
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(num_classes)(x))
+
+
+def measure_tf_memory(model_json: Path) -> None:
+    """Print the peak allocator memory of one TensorFlow training step of the replica."""
+    model = mcunet_replica(json.loads(model_json.read_text()), 10)
+    optimizer = tf.keras.optimizers.SGD(0.01)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    x = tf.random.uniform((1, *model.input_shape[1:]))
+    y = tf.constant([3])
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    for _ in range(3):
+        step()
+    params = sum(int(v.numpy().nbytes) for v in model.trainable_variables)
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    step()
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    print(f"TensorFlow {tf.__version__}, {model_json.name} float replica, batch 1, full update with SGD")
+    print(f"parameters: {params} bytes ({model.count_params()} values)")
+    print(f"allocated before the step: {before} bytes")
+    print(f"peak allocated during one step: {peak} bytes")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "tf-memory":
+        measure_tf_memory(Path(sys.argv[2]))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gradcheck_cnn.tflite").write_bytes(gradcheck_model())
 

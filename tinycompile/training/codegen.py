@@ -26,16 +26,6 @@ from tinycompile.training.compiler import TrainingProgram
 from tinycompile.training.schedule import Params, Value
 
 TRAINING_SOURCES = ("tc_train_grad.c", "tc_train_loss.c", "tc_train_update.c")
-_FORWARD_SOURCES = {
-    "tc_conv2d_s8": "tc_conv2d_s8.c",
-    "tc_depthwise_conv2d_s8": "tc_depthwise_conv2d_s8.c",
-    "tc_fully_connected_s8": "tc_fully_connected_s8.c",
-    "tc_avg_pool2d_s8": "tc_pool2d_s8.c",
-    "tc_max_pool2d_s8": "tc_pool2d_s8.c",
-    "tc_add_s8": "tc_binary_s8.c",
-    "tc_sub_s8": "tc_binary_s8.c",
-    "tc_mul_s8": "tc_binary_s8.c",
-}
 
 
 def _environment() -> jinja2.Environment:
@@ -45,7 +35,7 @@ def _environment() -> jinja2.Environment:
 
 def kernel_sources(program: TrainingProgram) -> list[str]:
     """Return the kernel source files (under firmware/kernels) the generated step needs."""
-    forward = {_FORWARD_SOURCES[s.kernel] for s in program.schedule.steps if s.kernel in _FORWARD_SOURCES}
+    forward = {source for s in program.schedule.steps for source in s.sources}
     return sorted(forward | set(TRAINING_SOURCES))
 
 

@@ -19,6 +19,7 @@ SRAM of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Union
@@ -26,7 +27,7 @@ from typing import Union
 import numpy as np
 
 from tinycompile import ir
-from tinycompile.codegen.lowering import ConstArray, CStruct, Layer, LoweringOptions, lower_operator
+from tinycompile.codegen.lowering import ConstArray, CStruct, Layer, LoweringOptions, Scratch, lower_operator
 from tinycompile.errors import UnsupportedModelError
 from tinycompile.planning.base import Buffer
 from tinycompile.training import qas
@@ -44,7 +45,8 @@ GRADIENT = "gradient"           # float32 gradient of an activation
 PARAM_GRAD = "parameter gradient"  # float32 gradient of a weight slice or bias
 PARAMETER = "re-quantized parameter"  # int8 weights or int32 bias re-quantized for one kernel
 MASTER = "master copy"          # float32 master copy of updated parameters (persistent)
-KINDS = (ACTIVATION, MASK, SAVED, GRADIENT, PARAM_GRAD, PARAMETER, MASTER)
+SCRATCH = "kernel scratch"      # working memory of one forward kernel call
+KINDS = (ACTIVATION, MASK, SAVED, GRADIENT, PARAM_GRAD, PARAMETER, MASTER, SCRATCH)
 
 
 @dataclass(eq=False)
@@ -59,7 +61,7 @@ class Value:
 
     @property
     def nbytes(self) -> int:
-        return self.count * {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "float": 4}[self.c_type]
+        return self.count * {"int8_t": 1, "uint8_t": 1, "void": 1, "int32_t": 4, "float": 4}[self.c_type]
 
     @property
     def persistent(self) -> bool:
@@ -88,6 +90,7 @@ class Step:
     status: bool = True         # the kernel returns tc_status
     assign: str | None = None   # C variable that receives the return value
     inference: bool = False     # part of the forward-only (inference) pass
+    sources: tuple[str, ...] = ()  # kernel source files (under firmware/kernels) besides the training ones
 
     @property
     def values(self) -> list[Value]:
@@ -227,7 +230,15 @@ class _Builder:
         return schedule
 
     def lower(self, op: ir.Operator) -> Layer:
-        layer = lower_operator(op, self.options)
+        # Layers with updated parameters, and those the backward pass reads parameter structs of,
+        # run the portable kernels, which take plain int8 weights and int32 biases. Other layers
+        # get whatever kernels the compiler picks by default.
+        options = self.options
+        layer_of = self.tg.layer_of(op)
+        if (layer_of is not None and layer_of.trained) or self.backward_of(op) is not None:
+            if hasattr(options, "kernels"):
+                options = dataclasses.replace(options, kernels="portable")
+        layer = lower_operator(op, options)
         if isinstance(op.attrs, TorchConvAttrs) and layer.args and isinstance(layer.args[0], CStruct):
             layer.args[0].fields["pad_top"] = op.attrs.pad_top
             layer.args[0].fields["pad_left"] = op.attrs.pad_left
@@ -332,9 +343,13 @@ class _Builder:
                     args.append(self.act(arg))
             elif arg is None:
                 args.append(None)
+            elif isinstance(arg, Scratch):
+                args.append(self.value(f"scratch of operator {op.index}", SCRATCH, "void", arg.nbytes)
+                            if arg.nbytes > 0 else None)
             else:
-                raise UnsupportedModelError(f"{op.describe()}: its kernel needs a scratch buffer, which training does not plan")
-        self.step("forward", layer.kernel, args, f"operator {op.index}: {op.op_type} '{op.short_name}'", inference=True)
+                raise UnsupportedModelError(f"{op.describe()}: kernel argument {arg!r} is not supported in training")
+        self.step("forward", layer.kernel, args, f"operator {op.index}: {op.op_type} '{op.short_name}'", inference=True,
+                  sources=tuple(layer.sources))
         if bop is not None and bop.mask_output:
             self.save_mask(op)
 
