@@ -7,7 +7,7 @@
  */
 #include "tc_kernels.h"
 
-/* Round half away from zero for |x| < 2^24, where truncation to int32 is exact. */
+/* Round half away from zero. The caller keeps |x| far below 2^31, so the int32 conversion is defined. */
 static int32_t round_half_away(float x)
 {
     const int32_t t = (int32_t)x;
