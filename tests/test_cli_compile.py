@@ -144,4 +144,4 @@ def test_verify_real_input_file():
     data = model.parent / "inputs" / "kws_input0_int8_49x10.bin"
     result = run_cli("verify", model, "--input", data, "--samples", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 samples" in result.stdout.replace("\n", " ")
+    assert "3 samples" in " ".join(result.stdout.split())
