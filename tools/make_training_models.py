@@ -8,6 +8,8 @@ It writes into tests/models/training/:
   - gradcheck_cnn.tflite: a small random CNN with every op the backward pass supports
     (CONV_2D with ReLU6, DEPTHWISE_CONV_2D with ReLU, a 1x1 CONV_2D, ADD, MAX_POOL_2D,
     AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX), for the gradient check.
+  - padded_cnn.tflite: convolutions with a ZeroPadding2D (PAD) between them, which has no
+    backward rule, for the error test.
   - digits_base.tflite: a CNN pre-trained with TensorFlow on the digits 0-4 of scikit-learn's
     bundled 8x8 digits data set, converted to full-integer int8.
   - digits_transfer.npz: the new task, digits 5-9 relabelled 0-4, split into x_train/y_train
@@ -75,6 +77,19 @@ def gradcheck_model() -> bytes:
     rng = np.random.default_rng(1)
     samples = rng.uniform(-1, 1, (64, 8, 8, 2)).astype(np.float32)
     return convert(model, samples)
+
+
+def padded_model() -> bytes:
+    tf.keras.utils.set_random_seed(3)
+    inputs = tf.keras.Input((8, 8, 1), batch_size=1)
+    x = tf.keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = tf.keras.layers.ZeroPadding2D(2)(x)
+    x = tf.keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = tf.keras.layers.AveragePooling2D(8)(x)
+    x = tf.keras.layers.Flatten()(x)
+    outputs = tf.keras.layers.Dense(3)(x)
+    rng = np.random.default_rng(3)
+    return convert(tf.keras.Model(inputs, outputs), rng.uniform(0, 1, (32, 8, 8, 1)).astype(np.float32))
 
 
 def digits_data():
@@ -173,6 +188,7 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "gradcheck_cnn.tflite").write_bytes(gradcheck_model())
+    (OUT / "padded_cnn.tflite").write_bytes(padded_model())
 
     x, y = digits_data()
     base = y < 5

@@ -230,14 +230,13 @@ class _Builder:
         return schedule
 
     def lower(self, op: ir.Operator) -> Layer:
-        # Layers with updated parameters, and those the backward pass reads parameter structs of,
-        # run the portable kernels, which take plain int8 weights and int32 biases. Other layers
-        # get whatever kernels the compiler picks by default.
+        # Every layer runs the portable kernels, which take plain int8 weights and int32 biases:
+        # updated layers need that for their re-quantized parameters, and the backward pass reads
+        # the portable parameter structs. TODO: frozen layers off the backward path could use the
+        # compiler's specialized kernels, with their scratch buffers planned in the arena.
         options = self.options
-        layer_of = self.tg.layer_of(op)
-        if (layer_of is not None and layer_of.trained) or self.backward_of(op) is not None:
-            if hasattr(options, "kernels"):
-                options = dataclasses.replace(options, kernels="portable")
+        if hasattr(options, "kernels"):
+            options = dataclasses.replace(options, kernels="portable")
         layer = lower_operator(op, options)
         if isinstance(op.attrs, TorchConvAttrs) and layer.args and isinstance(layer.args[0], CStruct):
             layer.args[0].fields["pad_top"] = op.attrs.pad_top
