@@ -119,3 +119,18 @@ def test_digits_learn_in_qemu(tmp_path):
                                    program.config.epochs, program.config.seed)
     assert result.epochs[0].test_accuracy <= 0.3
     assert result.epochs[-1].test_accuracy >= 0.85
+
+
+def test_scheme_matches_tinyengine_graph(mcunet):
+    """TinyEngine's compiled 49 kB graph computes the same weight-gradient slices and bias gradients."""
+    import json
+
+    graph = json.loads(shared_model("tiny_training/tinyengine_49kb_scheme/49kb-int8-graph.json").read_text())
+    weight_grads = sorted(tuple(op["outputs"][0]["shape"][:2]) for op in graph if op["type"] == "transpose")
+    bias_grads = [op for op in graph if op["type"] == "sum" and op["attrs"].get("axis") == [1]
+                  and op["attrs"].get("exclude") == 1]
+    _, program = mcunet
+    ours = sorted((m.shape[0] if m.layer.is_head else m.layer.weight.shape[0], m.shape[1])
+                  for m in program.schedule.masters if m.kind == "weight")
+    assert ours == weight_grads
+    assert len(bias_grads) == sum(m.kind == "bias" for m in program.schedule.masters) == 21

@@ -41,16 +41,36 @@ def print_memory(program) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder to write the generated training C into.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it is not empty.")
+@click.option("--compare-schemes", "last_k", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Also plan full update, the last K layers, bias-only and the configured scheme, and print "
+                   "their SRAM side by side.")
 @_planner
-def train_compile_command(model: Path, config: Path, output: Path, force: bool, planner: str) -> None:
+def train_compile_command(model: Path, config: Path, output: Path, force: bool, last_k: int | None,
+                          planner: str) -> None:
     """Compile the sparse-update training step of MODEL (.tflite, or tiny-training .json) to C."""
     from tinycompile.training.codegen import write_training
 
+    if last_k is not None:
+        print_scheme_table(model, config, last_k, planner)
     program = _compile(model, config, planner)
     write_training(program, output, force=force)
     console.print(f"wrote {output}/ ({len(program.schedule.steps)} steps, "
                   f"{sum(layer.trained for layer in program.tg.layers)} trained layers)")
     print_memory(program)
+
+
+def print_scheme_table(model: Path, config: Path, last_k: int, planner: str) -> None:
+    from tinycompile.training.config import load_config
+    from tinycompile.training.memory import compare_schemes
+
+    parsed = load_config(config)
+    table = Table(title=f"training-step SRAM by update scheme (budget {parsed.sram_budget:,} bytes)")
+    for name in ("scheme", "trained layers", "arena bytes", "master copies", "fits", "peak step"):
+        table.add_column(name, justify="left" if name in ("scheme", "peak step") else "right")
+    for row in compare_schemes(model, parsed, last_k, planner):
+        table.add_row(row.name, str(row.trained_layers), f"{row.arena_bytes:,}", f"{row.master_bytes:,}",
+                      "yes" if row.fits else "no", row.peak_comment)
+    console.print(table)
 
 
 def _compile(model: Path, config: Path, planner: str):

@@ -91,21 +91,24 @@ def lower_depthwise_conv2d(op: ir.Operator, options: LoweringOptions) -> Layer:
         "q": requant_struct(op, name, x, w, y, out_c, a.activation, options),
     })
     macs = y.num_elements * filter_h * filter_w
-    # With depth multiplier 1 the output may overwrite the input channel by channel (see
-    # depthwise_inplace); the memory planner decides whether it does.
-    inplace = (0,) if multiplier == 1 and y.num_elements <= x.num_elements else ()
     return Layer(op, "tc_depthwise_conv2d_s8", [params, x, w, bias, y],
-                 sources=("tc_depthwise_conv2d_s8.c",), macs=macs, inplace_ok=inplace)
+                 sources=("tc_depthwise_conv2d_s8.c",), macs=macs)
 
 
-def depthwise_inplace(layer: Layer) -> Layer:
+def depthwise_inplace(layer: Layer, options: LoweringOptions) -> Layer | None:
     """Rewrite a depthwise layer to tc_depthwise_conv2d_s8_inplace, which writes over its input.
 
-    The memory plan must put the output at the input's offset. The kernel gets the output's
-    pointer (the same address, but writable) and one input channel plane of scratch.
+    Returns None unless the depth multiplier is 1. The memory plan must put the output at the
+    input's offset. The kernel gets the output's pointer (the same address, but writable) and one
+    input channel plane of scratch. A layer that uses a specialized kernel is lowered again for
+    the portable one first, because the in-place kernel reads the portable parameters.
     """
-    params, _, weights, bias, output = layer.args
+    if layer.kernel != "tc_depthwise_conv2d_s8":
+        layer = lower_depthwise_conv2d(layer.op, dataclasses.replace(options, kernels="portable"))
+    params, x, weights, bias, output = layer.args
+    if params.fields["depth_multiplier"] != 1 or output.num_elements > x.num_elements:
+        return None
     plane = params.fields["in_h"] * params.fields["in_w"]
     return dataclasses.replace(layer, kernel="tc_depthwise_conv2d_s8_inplace",
                                args=[params, output, weights, bias, Scratch(plane)],
-                               sources=("tc_depthwise_inplace_s8.c",))
+                               sources=("tc_depthwise_inplace_s8.c",), inplace_ok=(0,))
