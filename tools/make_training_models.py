@@ -21,7 +21,7 @@ Outputs are deterministic for one TensorFlow version up to the nondeterminism of
 instead measures the host memory of one TensorFlow training step of a float Keras replica of a
 tiny-training model (same layer shapes, ReLU6, residual adds, a new 10-class head, batch size 1,
 plain SGD updating every parameter). TensorFlow's CPU allocator is switched to its BFC allocator
-(TF_CPU_ALLOCATOR_USE_BFC), which keeps allocation statistics; after three warm-up steps the
+(TF_CPU_ALLOCATOR_USE_BFC), which keeps allocation statistics. After three warm-up steps the
 statistics are reset and one compiled training step runs. The peak is every tensor alive at
 once in TensorFlow's allocator: parameters, activations, gradients and temporaries, without the
 runtime's own code and bookkeeping.

@@ -80,7 +80,7 @@ tc_status tc_train_depthwise_input_grad(const tc_conv_params *p, const float *gr
 tc_status tc_train_fc_input_grad(const tc_fc_params *p, const float *grad_out, const int8_t *weights,
                                  float *grad_in, int32_t accumulate);
 
-/* Weight gradients of the slice, [rows][count]. `x` holds either all input channels
+/* Weight gradients of the slice, [rows][count]. `x` contains either all input channels
  * (x_is_slice = 0) or only the selected ones, as tc_train_gather_channels writes them. */
 tc_status tc_train_conv_weight_grad(const tc_conv_params *p, const tc_train_slice *s, const int8_t *x,
                                     int32_t x_is_slice, const float *grad_out, float *grad_w);

@@ -3,10 +3,10 @@
  * semihosting and writes loss, accuracy and timer ticks back. Used by `tinycompile simulate-train`.
  *
  * Files, relative to the directory QEMU runs in:
- *   tc_train.bin      a 32-byte header of eight little-endian uint32 (magic "TCDS", version 1,
- *                     training samples per epoch, test samples, bytes per input, epochs, 0, 0),
- *                     then epochs x training samples in visiting order, each an int8 input
- *                     followed by an int32 label
+ *   tc_train.bin      a 32-byte header of eight little-endian uint32: magic "TCDS", version 1,
+ *                     training samples per epoch, test samples, bytes per input, epochs, 0, 0.
+ *                     Then epochs x training samples in visiting order, each an int8 input
+ *                     followed by an int32 label.
  *   tc_test.bin       the test samples in the same record format
  *   tc_train_log.txt  written: "eval epoch=0 correct=C count=N ticks=T" before training and after
  *                     each epoch, "epoch=E steps=S loss_micro=L ticks=T" per epoch (loss summed

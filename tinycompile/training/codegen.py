@@ -1,6 +1,6 @@
 """Write a compiled training step as a self-contained C99 folder from the Jinja2 templates.
 
-The folder holds train.h/train.c (the API, the arena with its plan, the parameter structs and
+The folder contains train.h/train.c (the API, the arena with its plan, the parameter structs and
 one call per step), train_weights.h/.c (constant tensors in flash), tc_config.h, the forward and
 training kernels under tc/, and report.json/report.txt with the memory plan and the layout of the
 exported parameters. Files are written to a temporary sibling folder that is renamed into place.

@@ -1,9 +1,9 @@
 """The training compile pipeline: model + configuration -> schedule -> one static memory plan.
 
-`compile_training` reads the model (a .tflite file, or a tiny-training .json with its .npz),
-binds the configuration (head, updated biases and channels), derives the pruned backward graph,
-orders forward, backward and update kernels into one schedule, and plans every buffer of the
-step in one arena with the project's planners. A plan that exceeds the SRAM budget, or constant
+`compile_training` reads the model (a .tflite file, or a tiny-training .json with its .npz) and
+binds the configuration (head, updated biases and channels). It then derives the pruned backward
+graph, orders forward, backward and update kernels into one schedule, and plans every buffer of
+the step in one arena with the project's planners. A plan that exceeds the SRAM budget, or constant
 data that exceed the flash budget, raise BudgetError with the memory breakdown.
 """
 

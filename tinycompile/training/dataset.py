@@ -1,6 +1,6 @@
 """Read a training data set (.npz) and bring it into the model's int8 input format.
 
-The file holds `x_train` and `y_train`, and optionally `x_test` and `y_test` for held-out
+The file contains `x_train` and `y_train`, and optionally `x_test` and `y_test` for held-out
 accuracy. Inputs are either int8, already quantized for the model, or float, which is quantized
 with the model input's scale and zero point (round half to even, clamped to [-128, 127]). Each
 sample has the model input's shape without the batch dimension, or any shape with as many
@@ -74,7 +74,7 @@ def _inputs(x: np.ndarray, t: ir.Tensor, path: Path, key: str) -> np.ndarray:
         return x
     if x.dtype.kind != "f":
         raise TinyCompileError(
-            f"dataset '{path}' {key} holds {x.dtype} values; store int8 values quantized for the model or float values"
+            f"dataset '{path}' {key} has dtype {x.dtype}, which is invalid; store int8 values quantized for the model or float values"
         )
     scale, zero = float(t.quant.scalar_scale), int(t.quant.scalar_zero_point)
     return np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
@@ -83,7 +83,7 @@ def _inputs(x: np.ndarray, t: ir.Tensor, path: Path, key: str) -> np.ndarray:
 def _labels(y: np.ndarray, count: int, num_classes: int, path: Path, key: str) -> np.ndarray:
     y = np.asarray(y).reshape(-1)
     if y.dtype.kind not in "iu":
-        raise TinyCompileError(f"dataset '{path}' {key} holds {y.dtype} values; labels must be integers")
+        raise TinyCompileError(f"dataset '{path}' {key} has dtype {y.dtype}, which is invalid; store integer labels")
     if len(y) != count:
         raise TinyCompileError(f"dataset '{path}' {key} has {len(y)} labels for {count} samples")
     bad = np.flatnonzero((y < 0) | (y >= num_classes))

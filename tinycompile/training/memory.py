@@ -1,9 +1,10 @@
 """Compare the training-step SRAM of update schemes of one model, each planned like the real step.
 
-For a model and a configuration (its head and learning rate are kept) this plans four schemes:
-full update (every weight and bias), the last k layers (weights and biases), bias-only (every
-bias), and the configured sparse scheme, once with in-place updates and once with every update
-deferred to the end of the step. Each row is a full compile up to the memory plan.
+For a model and a configuration, whose head and learning rate are kept, this plans four schemes.
+They are full update (every weight and bias), the last k layers (weights and biases), bias-only
+(every bias), and the configured sparse scheme. The sparse scheme is planned twice: with in-place
+updates, and with every update deferred to the end of the step. Each row is a full compile up
+to the memory plan.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Cross-build a generated training step into Cortex-M firmware and train in QEMU.
 
 The firmware is the generated folder plus templates/training/train_qemu_main.c, linked with the
-project's harness (start-up, semihosting, SysTick timer) by `tinycompile.deploy.cross`, whose
+project's harness (start-up, semihosting, SysTick timer) by `tinycompile.deploy.cross`. Its
 linker script makes the RAM region as long as the SRAM budget, so a training step that does not
 fit fails to link. QEMU runs with -icount shift=0, so SysTick ticks times the board's
 instructions per tick is the number of executed instructions (not cycles).
