@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tinycompile import ir
 from tinycompile.codegen.lowering import Layer, LoweringOptions, lower_operator
+from tinycompile.codegen.ops.specialize import KERNEL_MODES
 from tinycompile.errors import TinyCompileError, UnsupportedModelError
 from tinycompile.passes.liveness import INPLACE_MODES, BufferMap, plan_layers
 from tinycompile.passes.schedule import schedule_layers
@@ -32,11 +33,16 @@ class CompileOptions:
     inplace: str = "auto"           # "auto", "all" or "off": which layers may overwrite their input
     reorder: bool = True            # run the layers in the order with the lowest peak memory
     sram_budget: int | None = None  # bytes available to the arena; None: no limit
+    kernels: str = "auto"           # "auto", "optimized" or "portable": see codegen/ops/specialize.py
 
     def __post_init__(self) -> None:
         if self.rounding not in ROUNDING_MODES:
             raise TinyCompileError(
                 f"invalid rounding mode '{self.rounding}'; use one of {', '.join(ROUNDING_MODES)}"
+            )
+        if self.kernels not in KERNEL_MODES:
+            raise TinyCompileError(
+                f"invalid kernel choice '{self.kernels}'; use one of {', '.join(KERNEL_MODES)}"
             )
         if self.inplace not in INPLACE_MODES:
             raise TinyCompileError(
@@ -118,7 +124,7 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None) -> Com
     options = options or CompileOptions()
     fold_transformer_patterns(graph)
     validate_graph(graph)
-    lowering = LoweringOptions(rounding=options.rounding)
+    lowering = LoweringOptions(rounding=options.rounding, kernels=options.kernels)
     layers = [lower_operator(op, lowering) for op in graph.operators]
     if options.reorder:
         layers = schedule_layers(graph, layers, options.inplace, ARENA_ALIGNMENT)

@@ -94,4 +94,6 @@ tc_status tc_mul_s8(const tc_binary_params *p, const int8_t *input1, const int8_
 
 #include "tc_kernels_inplace.h"
 
+#include "tc_kernels_fast.h"
+
 #endif /* TC_KERNELS_H */

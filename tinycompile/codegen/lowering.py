@@ -73,6 +73,8 @@ class Layer:
 @dataclass
 class LoweringOptions:
     rounding: str = "tflm"              # "tflm" (double rounding) or "litert" (single rounding)
+    kernels: str = "auto"               # "auto"/"optimized": specialized kernels where they apply;
+                                        # "portable": the portable C kernels only
 
     @property
     def single_rounding(self) -> bool:

@@ -9,6 +9,7 @@ from tinycompile.codegen.lowering import (CStruct, Layer, LoweringOptions, Scrat
                                           require_int8)
 from tinycompile.codegen.ops.common import (bias_arg, check_activation, layer_symbol, output_size,
                                             padding_before, requant_struct)
+from tinycompile.codegen.ops.specialize import fast_depthwise_inplace, specialize_layer
 from tinycompile.errors import UnsupportedModelError
 
 
@@ -60,7 +61,8 @@ def lower_conv2d(op: ir.Operator, options: LoweringOptions) -> Layer:
         "q": requant_struct(op, name, x, w, y, out_c, a.activation, options),
     })
     macs = y.num_elements * filter_h * filter_w * filter_in_c
-    return Layer(op, "tc_conv2d_s8", [params, x, w, bias, y], sources=("tc_conv2d_s8.c",), macs=macs)
+    layer = Layer(op, "tc_conv2d_s8", [params, x, w, bias, y], sources=("tc_conv2d_s8.c",), macs=macs)
+    return specialize_layer(layer, options)
 
 
 @register("DEPTHWISE_CONV_2D")
@@ -91,8 +93,9 @@ def lower_depthwise_conv2d(op: ir.Operator, options: LoweringOptions) -> Layer:
         "q": requant_struct(op, name, x, w, y, out_c, a.activation, options),
     })
     macs = y.num_elements * filter_h * filter_w
-    return Layer(op, "tc_depthwise_conv2d_s8", [params, x, w, bias, y],
-                 sources=("tc_depthwise_conv2d_s8.c",), macs=macs)
+    layer = Layer(op, "tc_depthwise_conv2d_s8", [params, x, w, bias, y],
+                  sources=("tc_depthwise_conv2d_s8.c",), macs=macs)
+    return specialize_layer(layer, options)
 
 
 def depthwise_inplace(layer: Layer, options: LoweringOptions) -> Layer | None:
@@ -103,6 +106,8 @@ def depthwise_inplace(layer: Layer, options: LoweringOptions) -> Layer | None:
     input channel plane of scratch. A layer that uses a specialized kernel is lowered again for
     the portable one first, because the in-place kernel reads the portable parameters.
     """
+    if layer.kernel == "tc_fast_depthwise_conv2d_s8":
+        return fast_depthwise_inplace(layer)    # that kernel runs in place as it is
     if layer.kernel != "tc_depthwise_conv2d_s8":
         layer = lower_depthwise_conv2d(layer.op, dataclasses.replace(options, kernels="portable"))
     params, x, weights, bias, output = layer.args

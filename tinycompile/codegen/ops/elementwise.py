@@ -7,6 +7,7 @@ import numpy as np
 from tinycompile import ir, quant
 from tinycompile.codegen.lowering import CStruct, Layer, LoweringOptions, register, require_int8
 from tinycompile.codegen.ops.common import check_activation
+from tinycompile.codegen.ops.specialize import specialize_layer
 from tinycompile.errors import UnsupportedModelError
 
 MAX_DIMS = 6
@@ -92,5 +93,6 @@ def lower_binary(op: ir.Operator, options: LoweringOptions) -> Layer:
     # The kernel reads element i of an input that is not broadcast just before it writes output
     # element i, so the output may overwrite such an input. A broadcast input is read again later.
     inplace = tuple(i for i, t in enumerate((a, b)) if t.num_elements == y.num_elements)
-    return Layer(op, kernel, [params, a, b, y], sources=("tc_binary_s8.c",), macs=y.num_elements,
-                 inplace_ok=inplace)
+    layer = Layer(op, kernel, [params, a, b, y], sources=("tc_binary_s8.c",), macs=y.num_elements,
+                  inplace_ok=inplace)
+    return specialize_layer(layer, options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tinycompile import ir
 from tinycompile.codegen.lowering import CStruct, Layer, LoweringOptions, register, require_constant, require_int8
 from tinycompile.codegen.ops.common import bias_arg, check_activation, layer_symbol, requant_struct
+from tinycompile.codegen.ops.specialize import specialize_layer
 from tinycompile.errors import UnsupportedModelError
 
 
@@ -34,5 +35,6 @@ def lower_fully_connected(op: ir.Operator, options: LoweringOptions) -> Layer:
         "out_features": out_features,
         "q": requant_struct(op, layer_symbol(op), x, w, y, out_features, a.activation, options),
     })
-    return Layer(op, "tc_fully_connected_s8", [params, x, w, bias, y],
-                 sources=("tc_fully_connected_s8.c",), macs=batches * in_features * out_features)
+    layer = Layer(op, "tc_fully_connected_s8", [params, x, w, bias, y],
+                  sources=("tc_fully_connected_s8.c",), macs=batches * in_features * out_features)
+    return specialize_layer(layer, options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tinycompile import ir, quant
 from tinycompile.codegen.lowering import CStruct, Layer, LoweringOptions, register, require_int8, same_quantization
 from tinycompile.codegen.ops.common import check_activation, output_size, padding_before
+from tinycompile.codegen.ops.specialize import specialize_layer
 from tinycompile.errors import UnsupportedModelError
 
 
@@ -38,5 +39,6 @@ def lower_pool2d(op: ir.Operator, options: LoweringOptions) -> Layer:
         "act_min": act_min, "act_max": act_max,
     })
     kernel = "tc_avg_pool2d_s8" if op.op_type == "AVERAGE_POOL_2D" else "tc_max_pool2d_s8"
-    return Layer(op, kernel, [params, x, y], sources=("tc_pool2d_s8.c",),
-                 macs=y.num_elements * a.filter_h * a.filter_w)
+    layer = Layer(op, kernel, [params, x, y], sources=("tc_pool2d_s8.c",),
+                  macs=y.num_elements * a.filter_h * a.filter_w)
+    return specialize_layer(layer, options)
