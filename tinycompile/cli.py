@@ -344,7 +344,7 @@ def print_project_summary(project) -> None:
     if image is not None:
         board = project.board
         console.print(f"link check on {board.name}: flash {image.flash:,} of {board.flash.size:,} bytes, "
-                      f"SRAM {image.sram:,} of {image.sram_budget:,} bytes: fits", highlight=False)
+                      f"SRAM {image.sram:,} of {image.sram_budget:,} bytes: fits", highlight=False, soft_wrap=True)
 
 
 @cli.command("flash")

@@ -122,8 +122,11 @@ def run_in_qemu(target, source, env):
     command[0] = qemu
     sys.stdout.flush()
     try:
-        # stdin is closed so that QEMU leaves the terminal settings alone.
-        status = subprocess.run(command, stdin=subprocess.DEVNULL, timeout=timeout, check=False).returncode
+        # stdin is closed so that QEMU leaves the terminal settings alone. QEMU prints the
+        # semihosting console on stderr, which goes to stdout here: it is the firmware's output.
+        status = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout, check=False
+        ).returncode
     except subprocess.TimeoutExpired:
         sys.stderr.write(
             "Error: the firmware did not exit within %g s; raise board_upload.timeout in "
