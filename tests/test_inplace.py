@@ -30,6 +30,8 @@ from tinycompile.verify import compare, random_samples, run_generated
 
 FIRMWARE = REPO / "firmware"
 MODELS = REPO / "tests" / "models" / "planning"
+# The in-place depthwise kernel replaces the portable kernel, whose parameters it reads.
+PORTABLE = LoweringOptions(kernels="portable")
 
 
 def quant(scale, zero_point=0) -> ir.Quantization:
@@ -68,20 +70,26 @@ def depthwise_op(rng: np.random.Generator, index: int) -> ir.Operator:
     return ir.Operator(index, "DEPTHWISE_CONV_2D", inputs, [y], attrs)
 
 
-def c_case(layer: Layer, inplace: Layer, number: int, rng: np.random.Generator) -> tuple[str, str]:
-    """Return (C definitions, C call block) that run both kernels on one random input."""
-    params, x, w, bias, y = layer.args
+def c_case(inplace: Layer, number: int, rng: np.random.Generator) -> tuple[str, str]:
+    """Return (C definitions, C call block) that run both kernels on one random input.
+
+    Both kernels take the portable parameters, which the in-place layer carries.
+    """
+    params, _, w, bias, _ = inplace.args
+    x, y = inplace.op.inputs[0], inplace.op.outputs[0]
     arrays: list = []
     collect_const_arrays(params, arrays)
     scratch = inplace.args[4]
     assert isinstance(scratch, Scratch)
     data = rng.integers(-128, 128, size=x.num_elements).astype(np.int8)
+
     lines = [f"static const {a.c_type} {a.symbol}[] = {{\n{c_array_body(a.values)}\n}};" for a in arrays]
     lines.append(f"static const tc_conv_params params{number} = {c_initializer(params)};")
     lines.append(f"static const int8_t weights{number}[] = {{\n{c_array_body(w.data)}\n}};")
     if bias is not None:
         lines.append(f"static const int32_t bias{number}[] = {{\n{c_array_body(bias.data)}\n}};")
     lines.append(f"static const int8_t input{number}[] = {{\n{c_array_body(data)}\n}};")
+
     bias_arg = f"bias{number}" if bias is not None else "NULL"
     call = f"""
     {{
@@ -105,15 +113,15 @@ def test_inplace_depthwise_kernel_matches_reference_kernel(tmp_path: Path) -> No
     rng = np.random.default_rng(7)
     definitions, calls = [], []
     for number in range(60):
-        layer = lower_operator(depthwise_op(rng, number), LoweringOptions())
-        assert layer.inplace_ok == (0,)
-        inplace = depthwise_inplace(layer)
+        layer = lower_operator(depthwise_op(rng, number), PORTABLE)
+        inplace = depthwise_inplace(layer, PORTABLE)
+        assert inplace is not None
         assert inplace.kernel == "tc_depthwise_conv2d_s8_inplace"
-        for name in ("in_h", "in_w"):
-            assert isinstance(layer.args[0].fields[name], int)
-        definition, call = c_case(layer, inplace, number, rng)
+        assert inplace.inplace_ok == (0,)
+        definition, call = c_case(inplace, number, rng)
         definitions.append(definition)
         calls.append(call)
+
     # A depth multiplier of 2 must be rejected, not computed wrongly.
     source = "\n".join([
         "#include <stdio.h>", "#include <string.h>", '#include "tc_kernels.h"', *definitions,
@@ -125,6 +133,7 @@ def test_inplace_depthwise_kernel_matches_reference_kernel(tmp_path: Path) -> No
         '        printf("depth multiplier 2 accepted\\n");', "        failures++;", "    }",
         '    printf("%d failures\\n", failures);', "    return failures != 0;", "}",
     ])
+
     (tmp_path / "main.c").write_text(source)
     (tmp_path / "tc_config.h").write_text("#define TC_SINGLE_ROUNDING 0\n")
     kernels = [FIRMWARE / "kernels" / "tc_depthwise_conv2d_s8.c", FIRMWARE / "kernels" / "tc_depthwise_inplace_s8.c"]
@@ -132,6 +141,7 @@ def test_inplace_depthwise_kernel_matches_reference_kernel(tmp_path: Path) -> No
                             f"-I{FIRMWARE / 'include'}", str(tmp_path / "main.c"), *map(str, kernels),
                             "-o", str(tmp_path / "check")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
+
     run = subprocess.run([str(tmp_path / "check")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout[-2000:]
     assert run.stdout.strip().endswith("0 failures")
@@ -148,7 +158,7 @@ def test_depthwise_multiplier_two_not_inplace() -> None:
         op.inputs = op.inputs[:2]
     y = op.outputs[0]
     op.outputs[0] = ir.Tensor(3, "y", (*y.shape[:3], 2 * channels), ir.DType.INT8, y.quant)
-    assert lower_operator(op, LoweringOptions()).inplace_ok == ()
+    assert depthwise_inplace(lower_operator(op, PORTABLE), PORTABLE) is None
 
 
 # Small graphs built in the IR. Tensor sizes are multiples of 16 bytes so footprints equal sizes.
@@ -180,6 +190,18 @@ def test_broadcast_add_overwrites_only_full_input() -> None:
     assert binary_layer(0, a, b, y).inplace_ok == (0,)
     assert binary_layer(0, b, a, y).inplace_ok == (1,)
     assert binary_layer(0, a, y, ir.Tensor(3, "z", (1, 4, 4, 8), ir.DType.INT8, quant(0.1))).inplace_ok == (0, 1)
+
+
+def test_depthwise_candidate_uses_rewrite() -> None:
+    op = depthwise_op(np.random.default_rng(3), 1)
+    x, y = op.inputs[0], op.outputs[0]
+    layers = [lower_operator(op, PORTABLE)]
+    assert layers[0].inplace_ok == ()
+    (candidate,) = inplace_candidates(graph_of(layers, [x], [y]), layers, PORTABLE)
+    assert candidate.position == 0
+    assert candidate.rewrite
+    assert candidate.variant.kernel == "tc_depthwise_conv2d_s8_inplace"
+    assert candidate.variant.scratch[0].nbytes == x.shape[1] * x.shape[2]
 
 
 def test_inplace_needs_last_use_of_input() -> None:
@@ -317,21 +339,31 @@ def verify(path: Path, options: CompileOptions, samples: int = 3):
     return compiled, compare(graph, generated, expected, 0.0)
 
 
+# Byte counts of the inverted residual block: its input and the tensors of its expanded layers.
+BLOCK_INPUT = 16 * 16 * 8
+EXPANDED = 16 * 16 * 48
+WIDE = 16 * 16 * 32  # a wide tensor of two_branches.tflite
+
+
 @pytest.mark.parametrize("inplace", ["off", "auto", "all"])
 def test_inverted_residual_bit_exact(inplace: str) -> None:
     compiled, comparisons = verify(MODELS / "inverted_residual.tflite", CompileOptions(inplace=inplace))
     assert all(c.mismatches == 0 for c in comparisons), comparisons
     check_plan(compiled.buffers.buffers, compiled.plan, 16)
-    kernels = [layer.kernel for layer in compiled.layers]
+    assert compiled.arena_size == compiled.lower_bound
+    depthwise_live = compiled.layer_memory[1].live_bytes
     if inplace == "off":
-        assert compiled.arena_size == 26624
-        assert "tc_depthwise_conv2d_s8_inplace" not in kernels
-    else:
-        # In place, the expanded depthwise layer no longer holds two 12 KB tensors.
-        assert compiled.arena_size == compiled.lower_bound == 16384
-        assert kernels[1] == "tc_depthwise_conv2d_s8_inplace"
+        assert compiled.buffers.inplace == {}
+        assert depthwise_live >= BLOCK_INPUT + 2 * EXPANDED
+        return
+
+    # In place, the depthwise layer on the expanded tensor no longer needs two 12 KB buffers.
+    assert 1 in compiled.buffers.inplace
+    assert depthwise_live < BLOCK_INPUT + 2 * EXPANDED
+    off = compile_graph(load_model(MODELS / "inverted_residual.tflite"), CompileOptions(inplace="off"))
+    assert compiled.arena_size < off.arena_size
     # The final stride-2 depthwise layer is not at the peak, so only "all" rewrites it.
-    assert (kernels[4] == "tc_depthwise_conv2d_s8_inplace") == (inplace == "all")
+    assert (4 in compiled.buffers.inplace) == (inplace == "all")
 
 
 @pytest.mark.parametrize("reorder", [False, True])
@@ -339,9 +371,12 @@ def test_two_branches_reordered_bit_exact(reorder: bool) -> None:
     compiled, comparisons = verify(MODELS / "two_branches.tflite", CompileOptions(reorder=reorder))
     assert all(c.mismatches == 0 for c in comparisons), comparisons
     order = [layer.op.index for layer in compiled.layers]
+    peak_live = max(memory.live_bytes for memory in compiled.layer_memory)
     if reorder:
         assert order == [0, 2, 1, 3, 4]
-        assert compiled.arena_size == 10240
+        assert peak_live < 2 * WIDE
+        stored = compile_graph(load_model(MODELS / "two_branches.tflite"), CompileOptions(reorder=False))
+        assert compiled.arena_size < stored.arena_size
     else:
         assert order == [0, 1, 2, 3, 4]
-        assert compiled.arena_size == 17408
+        assert peak_live >= 2 * WIDE

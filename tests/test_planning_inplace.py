@@ -83,7 +83,7 @@ def test_inplace_hand_made_offsets(graph: str, planner: str) -> None:
 def test_lower_bound_counts_shared_buffers_once() -> None:
     assert lower_bound(inverted_residual(), 16) == 16384
     separate = [Buffer(b.id, b.name, b.size, b.first, b.last) for b in inverted_residual()]
-    # Without sharing, step 1 holds x, expand, depthwise and scratch: 2048 + 2 * 12288 + 256.
+    # Without sharing, x, expand, depthwise and scratch are alive at step 1: 2048 + 2 * 12288 + 256.
     assert lower_bound(separate, 16) == 26880
     assert lower_bound(shrinking_sharer(), 16) == 288
 

@@ -1,10 +1,10 @@
 """Memory and compute report of a compiled model, the SRAM budget check, and the plan plot.
 
-`analyze_model` turns a `CompiledModel` into a `ModelReport`: one row per layer (op, shapes,
-MACs, weight bytes, live activation bytes and scratch at that step, whether it runs in place),
-the peak layer, the gap between the arena and its lower bound, and SRAM and flash totals against
-a board's limits. SRAM is the arena plus the generated code's other static RAM plus a stack
-estimate; flash is the weights, the per-layer parameters and the code.
+`analyze_model` turns a `CompiledModel` into a `ModelReport`. It has one row per layer: op,
+shapes, MACs, weight bytes, live activation bytes and scratch at that step, and whether the layer
+runs in place. It also names the peak layer, the gap between the arena and its lower bound, and
+SRAM and flash totals against a board's limits. SRAM is the arena plus the generated code's other
+static RAM plus a stack estimate. Flash is the weights, the per-layer parameters and the code.
 
 Code size, static RAM and stack come from compiling the generated model.c and the kernel sources
 with the Arm GNU toolchain for the board's CPU (`-O2`, `-fstack-usage`) when arm-none-eabi-gcc is
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tinycompile import ir
 from tinycompile.codegen.c_format import collect_const_arrays
-from tinycompile.codegen.lowering import CStruct, Layer, LoweringOptions, lower_operator
+from tinycompile.codegen.lowering import CStruct, Layer
 from tinycompile.compiler import ARENA_ALIGNMENT, CompiledModel, CompileOptions, compile_graph
 from tinycompile.errors import BudgetError, TinyCompileError
 from tinycompile.passes.liveness import build_buffers
@@ -151,9 +151,8 @@ def analyze_model(compiled: CompiledModel, board: str | None = None, measure: bo
 
 
 def _without_inplace(compiled: CompiledModel) -> list[Layer]:
-    """Return the layers in the compiled order, lowered again so none uses an in-place kernel."""
-    options = LoweringOptions(rounding=compiled.options.rounding)
-    return [lower_operator(layer.op, options) for layer in compiled.layers]
+    """Return the layers in the compiled order, each in-place rewrite replaced by its original."""
+    return [compiled.buffers.replaced.get(step, layer) for step, layer in enumerate(compiled.layers)]
 
 
 def _shape_list(tensors) -> list[list[int]]:
@@ -197,7 +196,12 @@ def _buffer_rows(compiled: CompiledModel) -> list[BufferRow]:
     scratch = set(compiled.buffers.scratch_buffer.values())
     rows = []
     for b in compiled.buffers.buffers:
-        kind = "scratch" if b.id in scratch else "in place" if b.shares is not None else "activation"
+        if b.id in scratch:
+            kind = "scratch"
+        elif b.shares is not None:
+            kind = "in place"
+        else:
+            kind = "activation"
         rows.append(BufferRow(b.name.split(";")[0], compiled.plan.offsets[b.id], b.size, b.first, b.last, kind))
     return rows
 
@@ -330,10 +334,14 @@ def render_text(report: ModelReport, width: int = 160) -> str:
                             ("scratch B", "right"), ("", "left"), ("name", "left")):
         table.add_column(column, justify=justify, no_wrap=column != "name")
     for row in report.layers:
-        marks = ("peak " if row.peak else "") + ("in place" if row.inplace else "")
+        marks = []
+        if row.peak:
+            marks.append("peak")
+        if row.inplace:
+            marks.append("in place")
         table.add_row(str(row.step), row.op, _shapes(row.input_shapes), _shapes(row.output_shapes),
                       f"{row.macs:,}", f"{row.weight_bytes:,}", f"{row.live_bytes:,}",
-                      f"{row.scratch_bytes:,}", marks.strip(), row.name[:40])
+                      f"{row.scratch_bytes:,}", " ".join(marks), row.name[:40])
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=True, highlight=False, force_terminal=False)
     console.print(table)
@@ -432,12 +440,12 @@ def check_arena_budget(compiled: CompiledModel, budget: int) -> None:
     live = [b for b in compiled.buffers.buffers
             if b.first <= step <= b.last and not (b.shares is not None and b.first == step)]
     live.sort(key=lambda b: -b.size)
-    shown = ", ".join(f"'{b.name.split(';')[0][:40]}' {b.size:,} B" for b in live[:4])
+    largest = ", ".join(f"'{b.name.split(';')[0][:40]}' {b.size:,} B" for b in live[:4])
     more = f" and {len(live) - 4} more" if len(live) > 4 else ""
     message = (
         f"the arena needs {needed:,} bytes but the SRAM budget is {budget:,} bytes ({needed - budget:,} short); "
         f"peak at layer {layer.index} {layer.op_type} '{layer.short_name}' with {len(live)} buffers alive "
-        f"({shown}{more}); {_advice(compiled, budget)}"
+        f"({largest}{more}); {_advice(compiled, budget)}"
     )
     raise BudgetError(message)
 

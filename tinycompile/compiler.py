@@ -127,8 +127,8 @@ def compile_graph(graph: ir.Graph, options: CompileOptions | None = None) -> Com
     lowering = LoweringOptions(rounding=options.rounding, kernels=options.kernels)
     layers = [lower_operator(op, lowering) for op in graph.operators]
     if options.reorder:
-        layers = schedule_layers(graph, layers, options.inplace, ARENA_ALIGNMENT)
-    planned = plan_layers(graph, layers, options.planner, options.inplace, ARENA_ALIGNMENT)
+        layers = schedule_layers(graph, layers, options.inplace, ARENA_ALIGNMENT, lowering)
+    planned = plan_layers(graph, layers, options.planner, options.inplace, ARENA_ALIGNMENT, lowering)
     layers, buffers, plan = planned.layers, planned.buffers, planned.plan
     bound = lower_bound(buffers.buffers, ARENA_ALIGNMENT)
     log.info("planned %d buffers with %s: arena %d bytes, lower bound %d", len(buffers.buffers),

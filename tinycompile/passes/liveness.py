@@ -5,14 +5,15 @@ to the last step that reads it. Graph outputs stay alive one step past the last 
 nothing overwrites them before the caller reads them. Tensors that alias each other (a RESHAPE's
 output is its input) share one buffer whose lifetime covers all of them.
 
-A layer may write its output over an input whose buffer it reads for the last time
-(`Layer.inplace_ok` lists the input positions its kernel allows). The output buffer then shares
-the input buffer (`Buffer.shares`): same offset, born at the input's last step, no larger. For
-element-wise kernels this costs nothing, so it is always done unless in-place is off. Depthwise
-convolution needs another kernel that copies one input channel plane to scratch first (see
-`tinycompile.codegen.ops.conv.depthwise_inplace`), so in "auto" mode it runs in place only where
-that shrinks the planned arena (details in `plan_layers`). Mode "all" runs every candidate in
-place, and mode "off" none.
+A layer may write its output over an input whose buffer it reads for the last time. The output
+buffer then shares the input buffer (`Buffer.shares`): same offset, born at the input's last
+step, no larger. Some kernels allow that as they are (`Layer.inplace_ok` lists the input
+positions), and for element-wise kernels it costs nothing, so it is always done unless in-place
+is off. Other ops need another kernel to run in place (`INPLACE_REWRITES`): depthwise
+convolution copies one input channel plane to scratch first and cannot use the specialized
+kernels (see `tinycompile.codegen.ops.conv.depthwise_inplace`), so in "auto" mode it runs in
+place only where that shrinks the planned arena (details in `plan_layers`). Mode "all" runs every
+candidate in place, and mode "off" none.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tinycompile import ir
-from tinycompile.codegen.lowering import Layer
+from tinycompile.codegen.lowering import Layer, LoweringOptions
 from tinycompile.codegen.ops.conv import depthwise_inplace
 from tinycompile.errors import TinyCompileError
 from tinycompile.planning.base import Buffer, MemoryPlan, align_up, lower_bound, plan_memory
@@ -31,10 +32,11 @@ log = logging.getLogger(__name__)
 
 INPLACE_MODES = ("auto", "all", "off")
 
-# Kernels that need a different kernel to run in place, and the rewrite to it. Layers whose
-# kernel is not listed here handle an output that overwrites an input with the same kernel.
-INPLACE_REWRITES: dict[str, Callable[[Layer], Layer]] = {
-    "tc_depthwise_conv2d_s8": depthwise_inplace,
+# Op types that can run in place with another kernel, and the rewrite to it: given a lowered
+# layer and the lowering options, it returns the in-place layer (whose `inplace_ok` names the
+# input it overwrites) or None when this layer cannot run in place.
+INPLACE_REWRITES: dict[str, Callable[[Layer, LoweringOptions], Layer | None]] = {
+    "DEPTHWISE_CONV_2D": depthwise_inplace,
 }
 
 
@@ -47,15 +49,38 @@ class BufferMap:
     scratch_buffer: dict[int, int]                # id(Scratch) -> buffer id
     members: dict[int, list[ir.Tensor]] = field(default_factory=dict)  # buffer id -> tensors in it
     inplace: dict[int, int] = field(default_factory=dict)  # step -> input position it overwrites
+    replaced: dict[int, Layer] = field(default_factory=dict)  # step -> layer before its in-place rewrite
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class InplaceCandidate:
     """A layer whose output may take over the buffer of one of its inputs."""
 
     step: int
-    position: int        # index into the layer's op.inputs
-    rewrite: bool        # True when the layer must switch to its in-place kernel
+    position: int                 # index into the layer's op.inputs
+    variant: Layer | None = None  # the in-place layer when the kernel must change, else None
+
+    @property
+    def rewrite(self) -> bool:
+        return self.variant is not None
+
+
+def inplace_options(layer: Layer, lowering: LoweringOptions | None) -> tuple[tuple[int, ...], Layer | None]:
+    """Return the input positions `layer` may overwrite and the rewritten layer that does it.
+
+    Ops listed in INPLACE_REWRITES always run in place through their rewrite. For other layers
+    the rewritten layer is None, and the positions are the kernel's own `inplace_ok`. Returns
+    ((), None) for a layer that cannot run in place.
+    """
+    if layer.kernel is None or layer.alias_of is not None or not layer.op.outputs:
+        return (), None
+    rewrite = INPLACE_REWRITES.get(layer.op.op_type)
+    if rewrite is None:
+        return tuple(layer.inplace_ok), None
+    variant = rewrite(layer, lowering or LoweringOptions())
+    if variant is None or not variant.inplace_ok:
+        return (), None
+    return tuple(variant.inplace_ok), variant
 
 
 @dataclass
@@ -109,24 +134,24 @@ def _alias_groups(graph: ir.Graph, layers: Sequence[Layer]) -> _AliasGroups:
     return _AliasGroups(root, first, last, size)
 
 
-def inplace_candidates(graph: ir.Graph, layers: Sequence[Layer]) -> list[InplaceCandidate]:
+def inplace_candidates(graph: ir.Graph, layers: Sequence[Layer],
+                       lowering: LoweringOptions | None = None) -> list[InplaceCandidate]:
     """Return the layers whose output may overwrite an input, in step order.
 
-    A layer qualifies when its kernel allows it (`Layer.inplace_ok`), the input's buffer is read
-    for the last time at this step, and the output buffer is no larger than the input buffer.
-    The first qualifying input position is taken.
+    A layer qualifies when its kernel or an in-place rewrite allows it (see `inplace_options`),
+    the input's buffer is read for the last time at this step, and the output buffer is no larger
+    than the input buffer. The first qualifying input position is taken.
     """
     groups = _alias_groups(graph, layers)
     candidates = []
     for step, layer in enumerate(layers):
-        if layer.kernel is None or layer.alias_of is not None or not layer.inplace_ok:
-            continue
-        if not layer.op.outputs:
+        positions, variant = inplace_options(layer, lowering)
+        if not positions:
             continue
         out_root = groups.root(layer.op.outputs[0])
         if groups.first[id(out_root)] != step:
             continue
-        for position in layer.inplace_ok:
+        for position in positions:
             if position >= len(layer.op.inputs):
                 continue
             t = layer.op.inputs[position]
@@ -137,7 +162,7 @@ def inplace_candidates(graph: ir.Graph, layers: Sequence[Layer]) -> list[Inplace
                 continue
             if groups.size[id(out_root)] > groups.size[id(in_root)]:
                 continue
-            candidates.append(InplaceCandidate(step, position, layer.kernel in INPLACE_REWRITES))
+            candidates.append(InplaceCandidate(step, position, variant))
             break
     return candidates
 
@@ -147,8 +172,8 @@ def build_buffers(graph: ir.Graph, layers: Sequence[Layer],
     """Return the planner buffers of `layers`.
 
     `inplace` maps a step to the input position whose buffer that layer's output takes over;
-    each entry must be one of `inplace_candidates`. Rewritten layers must already use their
-    in-place kernel.
+    each entry must come from `inplace_candidates`. Rewritten layers must already be the
+    candidates' variants.
     """
     inplace = dict(inplace or {})
     groups = _alias_groups(graph, layers)
@@ -219,12 +244,16 @@ class PlannedLayers:
 
 
 def plan_layers(graph: ir.Graph, layers: Sequence[Layer], planner: str, inplace: str = "auto",
-                alignment: int = 16) -> PlannedLayers:
-    """Choose which layers run in place (mode "auto", "all" or "off") and plan the arena."""
+                alignment: int = 16, lowering: LoweringOptions | None = None) -> PlannedLayers:
+    """Choose which layers run in place (mode "auto", "all" or "off") and plan the arena.
+
+    `lowering` must be the options the layers were lowered with, because in-place rewrites
+    lower their op again.
+    """
     if inplace not in INPLACE_MODES:
         raise TinyCompileError(f"invalid in-place mode '{inplace}'; use one of {', '.join(INPLACE_MODES)}")
     layers = list(layers)
-    candidates = [] if inplace == "off" else inplace_candidates(graph, layers)
+    candidates = [] if inplace == "off" else inplace_candidates(graph, layers, lowering)
     same_kernel = [c for c in candidates if not c.rewrite]
     rewrites = [c for c in candidates if c.rewrite]
 
@@ -261,8 +290,8 @@ def _steps(candidates: Sequence[InplaceCandidate]) -> dict[int, int]:
 def _rewrite(layers: Sequence[Layer], candidates: Sequence[InplaceCandidate]) -> list[Layer]:
     result = list(layers)
     for c in candidates:
-        if c.rewrite:
-            result[c.step] = INPLACE_REWRITES[result[c.step].kernel](result[c.step])
+        if c.variant is not None:
+            result[c.step] = c.variant
     return result
 
 
@@ -270,5 +299,6 @@ def _plan_with(graph: ir.Graph, layers: Sequence[Layer], candidates: Sequence[In
                planner: str, alignment: int) -> PlannedLayers:
     rewritten = _rewrite(layers, candidates)
     buffers = build_buffers(graph, rewritten, _steps(candidates))
+    buffers.replaced = {c.step: layers[c.step] for c in candidates if c.variant is not None}
     plan = plan_memory(buffers.buffers, planner, alignment)
     return PlannedLayers(rewritten, buffers, plan)

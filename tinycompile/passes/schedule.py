@@ -12,10 +12,11 @@ which is a beam search and a heuristic. The original order is kept unless the se
 strictly lower peak, so models whose order is already best come out unchanged.
 
 The cost of a step is what `tinycompile.passes.liveness` will count there: groups of aliased
-tensors alive at the step, the layer's new outputs and scratch, minus the output bytes that an
-in-place layer writes over a dying input (element-wise kernels always; depthwise kernels, which
-also need a channel plane of scratch, only in "all" mode). Sizes are footprints rounded up to
-the arena alignment.
+tensors alive at the step, plus the layer's new outputs and scratch, minus the output bytes that
+an in-place layer writes over a dying input. Layers whose own kernel runs in place always count
+that way. Layers that need an in-place rewrite (depthwise convolution) count that way only in
+mode "all", because mode "auto" decides on them after the order is fixed. Sizes are footprints
+rounded up to the arena alignment.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tinycompile import ir
-from tinycompile.codegen.lowering import Layer
-from tinycompile.passes.liveness import INPLACE_REWRITES
+from tinycompile.codegen.lowering import Layer, LoweringOptions
+from tinycompile.passes.liveness import inplace_options
 from tinycompile.planning.base import align_up
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class ScheduleResult:
     exact: bool                   # True when no level of the search was pruned
 
 
-def _build(graph: ir.Graph, layers: Sequence[Layer], inplace: str, alignment: int) -> _Problem:
+def _build(graph: ir.Graph, layers: Sequence[Layer], inplace: str, alignment: int,
+           lowering: LoweringOptions | None = None) -> _Problem:
     parent: dict[int, ir.Tensor] = {}
 
     def root(t: ir.Tensor) -> ir.Tensor:
@@ -103,7 +105,7 @@ def _build(graph: ir.Graph, layers: Sequence[Layer], inplace: str, alignment: in
     created: list[list[int]] = [[] for _ in range(n)]
     new = [0] * n
     scratch = [0] * n
-    inplace_options: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    options: list[list[tuple[int, int]]] = [[] for _ in range(n)]
     input_groups = {group(t) for t in graph.inputs}
     for t in graph.outputs:
         keep[group(t)] = True
@@ -128,27 +130,26 @@ def _build(graph: ir.Graph, layers: Sequence[Layer], inplace: str, alignment: in
                 created[i].append(g)
                 new[i] += footprint[g]
         scratch[i] = sum(align_up(s.nbytes, alignment) for s in layer.scratch if s.nbytes > 0)
-        if inplace == "off" or not layer.inplace_ok or not layer.op.outputs or layer.kernel is None:
+        if inplace == "off":
             continue
-        out_group = group(layer.op.outputs[0])
-        rewrite = layer.kernel in INPLACE_REWRITES
-        if rewrite and inplace != "all":
+        positions, variant = inplace_options(layer, lowering)
+        if variant is not None and inplace != "all":
             continue
-        for position in layer.inplace_ok:
+        out_group = group(layer.op.outputs[0]) if positions else -1
+        for position in positions:
             if position >= len(layer.op.inputs):
                 continue
             t = layer.op.inputs[position]
             if t is None or t.is_constant or group(t) == out_group or size[out_group] > size[group(t)]:
                 continue
             saving = footprint[out_group]
-            if rewrite:
-                saving -= sum(align_up(s.nbytes, alignment)
-                              for s in INPLACE_REWRITES[layer.kernel](layer).scratch)
-            inplace_options[i].append((group(t), saving))
+            if variant is not None:
+                # The in-place kernel's scratch replaces the original kernel's.
+                saving += scratch[i] - sum(align_up(s.nbytes, alignment) for s in variant.scratch if s.nbytes > 0)
+            options[i].append((group(t), saving))
 
     initial = sum(footprint[g] for g in input_groups)
-    return _Problem(n, deps, reads, new, created, scratch, consumers, footprint, keep, initial,
-                    inplace_options)
+    return _Problem(n, deps, reads, new, created, scratch, consumers, footprint, keep, initial, options)
 
 
 def _step(p: _Problem, done: int, live: int, i: int) -> tuple[int, int]:
@@ -176,13 +177,14 @@ def order_peak(p: _Problem, order: Sequence[int]) -> int:
 
 
 def schedule(graph: ir.Graph, layers: Sequence[Layer], inplace: str = "auto", alignment: int = 16,
-             beam: int | None = None) -> ScheduleResult:
+             beam: int | None = None, lowering: LoweringOptions | None = None) -> ScheduleResult:
     """Search for the topological order of `layers` with the lowest peak of live bytes.
 
     `beam` is the most downsets kept per level; by default it shrinks on long graphs so that
-    the search stays within about WORK_LIMIT layer visits.
+    the search stays within about WORK_LIMIT layer visits. `lowering` must be the options the
+    layers were lowered with.
     """
-    p = _build(graph, layers, inplace, alignment)
+    p = _build(graph, layers, inplace, alignment, lowering)
     original = list(range(p.n))
     original_peak = order_peak(p, original)
     if p.n == 0:
@@ -217,8 +219,8 @@ def schedule(graph: ir.Graph, layers: Sequence[Layer], inplace: str = "auto", al
                 nxt[key] = (max(peak, cost), after, done, i, next_ready)
         if len(nxt) > beam:
             exact = False
-            kept = sorted(nxt.items(), key=lambda item: (item[1][0], item[1][1], item[0]))[:beam]
-            nxt = dict(kept)
+            best_entries = sorted(nxt.items(), key=lambda item: (item[1][0], item[1][1], item[0]))[:beam]
+            nxt = dict(best_entries)
         history.append(nxt)
         level = nxt
 
@@ -237,9 +239,9 @@ def schedule(graph: ir.Graph, layers: Sequence[Layer], inplace: str = "auto", al
 
 
 def schedule_layers(graph: ir.Graph, layers: Sequence[Layer], inplace: str = "auto",
-                    alignment: int = 16) -> list[Layer]:
+                    alignment: int = 16, lowering: LoweringOptions | None = None) -> list[Layer]:
     """Return `layers` in the topological order with the lowest peak of live bytes."""
-    result = schedule(graph, layers, inplace, alignment)
+    result = schedule(graph, layers, inplace, alignment, lowering=lowering)
     if result.order != list(range(len(layers))):
         log.info("reordered %d layers: peak %d bytes instead of %d (%s search)", len(layers),
                  result.peak, result.original_peak, "exact" if result.exact else "beam")

@@ -5,9 +5,9 @@
   expanded tensor is the peak unless it runs in place, so in-place depthwise lowers the arena
   below the bound of separate buffers.
 - two_branches.tflite: two branches from one input, each widening to 32 channels and narrowing
-  back to 4, joined by ADD. The operators are stored interleaved (both wide layers first), a
-  valid order that keeps both wide tensors alive together; running one branch to the end before
-  starting the other keeps one wide tensor alive at a time.
+  back to 4, joined by ADD. The operators are stored interleaved (both wide layers first). That
+  order is valid but keeps both wide tensors alive together, while running one branch to the end
+  before starting the other keeps one wide tensor alive at a time.
 
 Weights and calibration data come from a fixed NumPy seed, so one TensorFlow version writes the
 same files every time.
