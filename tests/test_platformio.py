@@ -427,3 +427,53 @@ def test_flash_real_board_passes_error_through(tmp_path):
     assert len(error_lines) == 1
     assert error_lines[0].startswith("error: PlatformIO failed to flash 'nrf52840-dk'")
     assert "pass its serial port with --port" in error_lines[0]
+
+
+ARDUINO_STUB = """
+#include <stddef.h>
+#include <stdint.h>
+class StubSerial {
+public:
+    void begin(unsigned long) {}
+    size_t print(const char *) { return 0; }
+    explicit operator bool() const { return true; }
+};
+extern StubSerial Serial;
+unsigned long millis(void);
+void delay(unsigned long);
+"""
+
+# Files that the templates generate, as opposed to the model and kernels that `compile` writes.
+APPLICATION_SOURCES = ("src/tc_app.c", "src/tc_console.c", "src/tc_example_input.c", "src/main.c", "src/main.cpp",
+                       "src/tc_console_semihosting.c", "src/tc_console_arduino.cpp",
+                       "test/test_golden/golden_test.c", "test/test_golden/golden_vectors.c",
+                       "test/test_golden/test_main.c", "test/test_golden/test_main.cpp")
+
+
+@needs_toolchain
+@pytest.mark.parametrize("board_name, model_name", [("raspberry-pi-pico", KWS), ("nucleo-l4r5zi", HELLO),
+                                                    ("qemu-m33", RESNET)])
+def test_application_compiles_warning_free(tmp_path, board_name, model_name):
+    """The generated application and test compile with -Wall -Wextra -Werror, Arduino ones against a stub."""
+    board = load_board(board_name)
+    project = tc_pio.generate_project(shared_model(model_name), board_name, tmp_path / "project").path
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "Arduino.h").write_text(ARDUINO_STUB)
+    includes = [f"-I{project / 'src'}", f"-I{project / 'src' / 'tc'}", f"-I{project / 'src' / 'startup'}",
+                f"-I{project / 'test' / 'test_golden'}", f"-I{stub}"]
+    compiled = []
+    for relative in APPLICATION_SOURCES:
+        source = project / relative
+        if not source.exists():
+            continue
+        compiler = "arm-none-eabi-g++" if source.suffix == ".cpp" else "arm-none-eabi-gcc"
+        standard = ["-std=c++11", "-fno-exceptions", "-fno-rtti"] if source.suffix == ".cpp" else ["-std=c99"]
+        command = [compiler, *cpu_flags(board), *standard, "-O2", "-Wall", "-Wextra", "-Werror", *includes, "-c",
+                   str(source), "-o", str(tmp_path / (source.name + ".o"))]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{relative}: {result.stderr}"
+        compiled.append(relative)
+    main = "src/main.c" if board.simulated else "src/main.cpp"
+    assert main in compiled
+    assert len(compiled) == 8
