@@ -25,7 +25,6 @@ ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 
 # LiteRT's reference MUL rounds twice, but the int8 MUL kernel rounds once in litert mode, so
 # every model with a MUL differs from LiteRT by one step on a few elements.
-MUL_LITERT = pytest.mark.xfail(strict=True, reason="int8 MUL in litert mode rounds once; LiteRT rounds twice")
 
 
 def model(name: str) -> Path:
@@ -168,7 +167,7 @@ def test_layer_norm_constant_row(rounding):
     assert_bit_exact(result)
 
 
-@pytest.mark.parametrize("rounding", ["tflm", pytest.param("litert", marks=MUL_LITERT)])
+@pytest.mark.parametrize("rounding", ["tflm", "litert"])
 def test_rms_norm_constant_row(rounding):
     result = verify_model(model("op_rms_norm"), rounding=rounding, samples=8, extra_samples=constant_rows((1, 6, 8)))
     assert_bit_exact(result)
@@ -187,7 +186,7 @@ def edge_ids(seq: int, vocab: int) -> list[np.ndarray]:
     return [ids[None, :]]
 
 
-@pytest.mark.parametrize("rounding", ["tflm", pytest.param("litert", marks=MUL_LITERT)])
+@pytest.mark.parametrize("rounding", ["tflm", "litert"])
 def test_embbert_small_real_text(rounding):
     samples = text_samples("embbert_small") + [edge_ids(32, 512)]
     result = verify_model(model("embbert_small"), rounding=rounding, samples=4, extra_samples=samples)
@@ -195,7 +194,7 @@ def test_embbert_small_real_text(rounding):
     assert_bit_exact(result)
 
 
-@pytest.mark.parametrize("rounding", ["tflm", pytest.param("litert", marks=MUL_LITERT)])
+@pytest.mark.parametrize("rounding", ["tflm", "litert"])
 def test_embbert_full_real_text(rounding):
     samples = text_samples("embbert_full") + [edge_ids(256, 8192)]
     result = verify_model(model("embbert_full"), rounding=rounding, samples=0, extra_samples=samples)
@@ -203,7 +202,6 @@ def test_embbert_full_real_text(rounding):
     assert_bit_exact(result)
 
 
-@MUL_LITERT
 def test_standard_small_real_text_litert():
     # TFLM has no SELECT or GELU kernel, so this model compares with LiteRT only.
     result = verify_model(model("standard_small"), rounding="litert", samples=2,

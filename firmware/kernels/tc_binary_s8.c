@@ -1,5 +1,6 @@
 /*
  * Int8 ADD, SUB and MUL with numpy-style broadcasting over up to six dimensions.
+ * All three round requantization twice, as both TFLM and LiteRT's reference kernels do.
  * ADD and SUB rescale both inputs to a common scale with 20 bits of headroom before combining
  * them, as TFLM's reference kernels do; MUL requantizes the product of the offset inputs.
  */
@@ -13,14 +14,14 @@ TC_INLINE int8_t tc_binary_element(const tc_binary_params *p, tc_binary_kind kin
     const int32_t x2 = (int32_t)b + p->input2_offset;
     int32_t out;
     if (kind == TC_BINARY_MUL) {
-        out = tc_requantize(x1 * x2, p->output_multiplier, p->output_shift) + p->output_offset;
+        out = tc_requantize_double(x1 * x2, p->output_multiplier, p->output_shift) + p->output_offset;
     } else {
-        const int32_t s1 = tc_requantize_lt1((int32_t)((uint32_t)x1 << p->left_shift),
+        const int32_t s1 = tc_requantize_double((int32_t)((uint32_t)x1 << p->left_shift),
                                              p->input1_multiplier, p->input1_shift);
-        const int32_t s2 = tc_requantize_lt1((int32_t)((uint32_t)x2 << p->left_shift),
+        const int32_t s2 = tc_requantize_double((int32_t)((uint32_t)x2 << p->left_shift),
                                              p->input2_multiplier, p->input2_shift);
         const int32_t raw = kind == TC_BINARY_ADD ? s1 + s2 : s1 - s2;
-        out = tc_requantize_lt1(raw, p->output_multiplier, p->output_shift) + p->output_offset;
+        out = tc_requantize_double(raw, p->output_multiplier, p->output_shift) + p->output_offset;
     }
     return (int8_t)tc_clamp_i32(out, p->act_min, p->act_max);
 }

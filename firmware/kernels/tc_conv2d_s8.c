@@ -1,4 +1,7 @@
-/* Int8 2-D convolution, grouped when filter_in_c < in_c; bit-exact with TFLM's reference CONV_2D. */
+/*
+ * Int8 2-D convolution, grouped when filter_in_c < in_c; bit-exact with the reference CONV_2D of
+ * TFLM and of LiteRT, which both round requantization twice.
+ */
 #include "tc_kernels.h"
 
 tc_status tc_conv2d_s8(const tc_conv_params *p, const int8_t *input, const int8_t *filter,
@@ -39,7 +42,7 @@ tc_status tc_conv2d_s8(const tc_conv_params *p, const int8_t *input, const int8_
                         acc += bias[oc];
                     }
                     const int32_t ch = q->per_channel ? oc : 0;
-                    acc = tc_requantize(acc, q->multiplier[ch], q->shift[ch]) + q->output_offset;
+                    acc = tc_requantize_double(acc, q->multiplier[ch], q->shift[ch]) + q->output_offset;
                     output[(((size_t)b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
                         (int8_t)tc_clamp_i32(acc, q->act_min, q->act_max);
                 }
