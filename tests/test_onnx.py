@@ -8,6 +8,7 @@ optimizations off) within the default tolerance of one quantization step.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -384,3 +385,20 @@ def test_tflite_and_onnx_export_plan_sizes(tmp_path: Path):
 def test_python_is_project_venv():
     # The CLI tests run `python -m tinycompile.cli` with this interpreter.
     assert Path(sys.executable).exists()
+
+
+# ---- QEMU ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and gcc-arm-none-eabi (scripts/setup.sh installs them)")
+@pytest.mark.parametrize("form", ["qdq", "qop"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_whole_model_in_qemu(quantized_models, name: str, form: str):
+    from tinycompile.simulate import simulate_model
+
+    result = simulate_model(quantized_models[(name, form, "s8")], board="qemu-m4", samples=SAMPLES)
+    assert result.reference == "onnxruntime"
+    assert result.tolerance == 1
+    assert_within_tolerance(result)

@@ -208,15 +208,18 @@ def analyze_command(model: Path, board: str | None, output_format: str, plot: Pa
               help="SRAM budget in bytes (default: the board's, 256 KB for qemu-* boards).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds before a hanging firmware is stopped (default: from the model's MACs).")
-@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Largest difference, in output units, that still counts as a match.")
+@click.option("--tolerance", default=None, type=click.FloatRange(min=0),
+              help="Largest difference that still counts as a match, in output units (in quantization steps "
+                   "for float outputs); default 1 for ONNX models, 0 for TFLite.")
 @click.option("--labels", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Text file with one class name per line, to name the predicted classes.")
 @rounding_option
 @planner_option
+@input_shape_option
 def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples: int, seed: int, opt: str,
-                     sram_budget: int | None, timeout: float | None, tolerance: float, labels: Path | None,
-                     rounding: str, planner: str) -> None:
+                     sram_budget: int | None, timeout: float | None, tolerance: float | None,
+                     labels: Path | None, rounding: str, planner: str,
+                     input_shapes: dict[str, tuple[int, ...]]) -> None:
     """Cross-build MODEL for a simulated board, run it in QEMU and compare it with the reference."""
     from tinycompile.simulate import simulate_model
 
@@ -224,7 +227,7 @@ def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples:
     with console.status(f"compiling, cross-building and running {model.name} on {board}"):
         result = simulate_model(model, board=board, inputs=list(inputs), samples=samples, seed=seed, opt=opt,
                                 sram_budget=sram_budget, rounding=rounding, planner=planner,
-                                tolerance=tolerance, timeout=timeout)
+                                tolerance=tolerance, timeout=timeout, input_shapes=input_shapes)
     print_simulation(result, opt, names)
     if not result.ok:
         sys.exit(1)

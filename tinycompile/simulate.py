@@ -22,7 +22,7 @@ from tinycompile.deploy.cross import FirmwareImage, build_firmware
 from tinycompile.deploy.qemu import QemuRun, run_firmware
 from tinycompile.errors import BudgetError, TinyCompileError
 from tinycompile.reference import run_reference
-from tinycompile.verify import OutputComparison, compare, random_samples, read_input_files
+from tinycompile.verify import OutputComparison, compare, default_tolerance, random_samples, read_input_files
 
 # QEMU with -icount shift=0 runs very roughly 50-200 million guest instructions per second here;
 # the timeout allows for the slow end plus start-up, per sample.
@@ -91,10 +91,15 @@ def check_budget(compiled: CompiledModel, board: Board, sram_budget: int | None)
 
 def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: list[Path] | tuple = (),
                    samples: int = 5, seed: int = 0, opt: str = "-O2", sram_budget: int | None = None,
-                   rounding: str = "tflm", planner: str = "auto", tolerance: float = 0.0,
+                   rounding: str = "tflm", planner: str = "auto", tolerance: float | None = None,
                    timeout: float | None = None, extra_samples: list[list[np.ndarray]] | tuple = (),
-                   workdir: Path | None = None, compile_options: CompileOptions | None = None) -> SimulationResult:
-    """Run `model_path` on a simulated board and compare every output element with the reference."""
+                   workdir: Path | None = None, compile_options: CompileOptions | None = None,
+                   input_shapes: dict[str, tuple[int, ...]] | None = None) -> SimulationResult:
+    """Run `model_path` on a simulated board and compare every output element with the reference.
+
+    The reference is ONNX Runtime for ONNX models and the rounding mode's interpreter otherwise;
+    `tolerance` defaults to 1 quantization step for ONNX and 0 for TFLite, as in verify.
+    """
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
         raise TinyCompileError(f"optimization level '{opt}' is invalid; use -O2 or -Os")
     model_path = Path(model_path)
@@ -104,7 +109,7 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
             f"board '{target.name}' is a real board; simulate runs qemu-* boards, and "
             f"`tinycompile project --check --board {target.name}` checks that the model fits it"
         )
-    graph = load_model(model_path)
+    graph = load_model(model_path, input_shapes)
     data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
     data += random_samples(graph, samples, seed)
     if not data:
@@ -129,7 +134,9 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
             outs.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
             offset += t.nbytes
         generated.append(outs)
-    reference = options.rounding
+    reference = "onnxruntime" if graph.source_format == "onnx" else options.rounding
+    if tolerance is None:
+        tolerance = default_tolerance(graph)
     expected = run_reference(model_path, data, reference, len(graph.outputs))
 
     code_layers = [layer for layer in compiled.layers if layer.kernel is not None]

@@ -200,6 +200,7 @@ def _build(
         f"-Wl,-Map={out_dir / 'firmware.map'}",
         "-o",
         str(elf),
+        "-lm",  # after the objects: kernels that follow float references call expf and friends
     ]
     logger.info("building firmware for %s in %s", board.name, out_dir)
     logger.debug("compile command: %s", " ".join(command))
