@@ -79,45 +79,52 @@ def requantize_double(x: int, multiplier: int, shift: int) -> int:
     return _rounding_divide_by_pot(_sat_rounding_doubling_high_mul(shifted, multiplier), max(-shift, 0))
 
 
-def requantize_single(x: int, multiplier: int, shift: int) -> int:
-    """tc_requantize_single: one 64-bit product rounded once."""
-    total = 31 - shift
-    return _wrap32((x * multiplier + (1 << (total - 1))) >> total)
-
-
-def requantize_lt1(x: int, multiplier: int, shift: int, single_rounding: bool) -> int:
-    """tc_requantize_lt1: element-wise rescaling with a multiplier below one."""
-    if single_rounding:
-        return requantize_single(x, multiplier, shift)
-    return _rounding_divide_by_pot(_sat_rounding_doubling_high_mul(x, multiplier), -shift)
-
-
 # The output stage shared by the specialized kernels.
 
 
-def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, bound: int,
-                 output_offset: int, act_min: int, act_max: int, double_rounding: bool, channels: int) -> CStruct:
+def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, bounds: np.ndarray,
+                 output_offset: int, act_min: int, act_max: int, double_rounding: bool, channels: int,
+                 constant: np.ndarray | None = None) -> CStruct:
     """Build a tc_fast_out struct with one record per channel, padded to `channels` records.
 
-    `bias`, `multiplier` and `shift` have one entry per real channel (multiplier and shift may have
-    one entry for all). `bound` bounds |accumulator| over all inputs. `double_rounding` says the
-    reference rounds twice whatever the build (depthwise convolution, TFLM mode); otherwise it
-    follows TC_SINGLE_ROUNDING.
+    `bias`, `multiplier`, `shift` and `bounds` have one entry per real channel (multiplier,
+    shift and bounds may have one entry for all); `bounds` bounds |accumulator| over all inputs.
+    `constant` marks channels whose accumulator is always exactly their bias (all weights zero).
+    `double_rounding` says the reference rounds twice whatever the build (depthwise convolution,
+    TFLM mode); otherwise it follows TC_SINGLE_ROUNDING.
     """
     count = bias.size
+    bias = np.asarray(bias, dtype=np.int64)
     mult = np.broadcast_to(np.asarray(multiplier, dtype=np.int64), (count,))
     shifts = np.broadcast_to(np.asarray(shift, dtype=np.int64), (count,))
+    bounds = np.broadcast_to(np.asarray(bounds, dtype=np.int64), (count,))
     exponent = -shifts
+    # A channel's output is a compile-time constant when its accumulator is (all weights zero),
+    # when its multiplier is 0, or when its right shift is so large that the rounded result is 0
+    # for every reachable accumulator (|h| < 2^(e-1), h the doubling high multiply).
+    fixed = np.zeros(count, dtype=bool) if constant is None else np.asarray(constant, dtype=bool).copy()
+    fixed |= mult == 0
+    high = (2 * bounds * mult + (1 << 31)) >> 32
+    fixed |= (exponent > FAST_MAX_SHIFT) & (high < np.left_shift(1, np.clip(exponent - 1, 0, 62)) - 1)
+    live = ~fixed
     # TC_RQ_FAST adds 2 * acc * m / 2^32 (at most 2^30 in magnitude) to the addend
     # 2^(e-1) + zp * 2^e in 32 bits; e <= 22 keeps that sum inside int32.
-    fast = (double_rounding and bound < FAST_BOUND and bool(np.all(shifts <= -1))
-            and bool(np.all(exponent <= FAST_MAX_SHIFT)) and bool(np.all(mult >= 0)))
+    fast = (double_rounding and bool(np.all(bounds[live] < FAST_BOUND)) and bool(np.all(exponent[live] >= 1))
+            and bool(np.all(exponent[live] <= FAST_MAX_SHIFT)) and bool(np.all(mult >= 0)))
     records = np.zeros((channels, 4), dtype=np.int64)
     records[:count, 0] = bias
     records[:count, 1] = mult
     if fast:
-        records[:count, 2] = (1 << (exponent - 1)) + (output_offset << exponent)
-        records[:count, 3] = exponent
+        e = np.where(live, exponent, 1)
+        records[:count, 1] = np.where(live, mult, 0)
+        records[:count, 2] = (1 << (e - 1)) + (output_offset << e)
+        records[:count, 3] = e
+        for c in np.flatnonzero(fixed):
+            # With multiplier 0 the record yields (2^(e-1) + sign + value * 2^e) >> e = value, e = 1.
+            held = requantize_double(int(bias[c]), int(mult[c]), int(shifts[c])) if constant is not None and \
+                constant[c] else 0
+            value = min(max(held + output_offset, act_min), act_max)
+            records[c, 2] = 1 + (value << 1)
         mode = RQ_FAST
     else:
         records[:count, 2] = shifts
@@ -162,15 +169,15 @@ def _matrix_layer(layer: Layer, options: LoweringOptions, rows: np.ndarray, bias
     # Partial sums of raw int8 products on top of the folded bias must stay inside int32.
     if np.any(np.abs(folded) + 128 * abs_sum > INT32_MAX):
         return None
-    bound = int(np.max(np.abs(bias) + _input_span(input_offset) * abs_sum)) if out_c else 0
+    bounds = np.abs(bias) + _input_span(input_offset) * abs_sum
     k4 = _round_up(max(k, 1), 4)
     padded = np.zeros((_round_up(out_c, 2), k4), dtype=np.int8)
     padded[:out_c, :k] = rows
     multiplier, shift = _requant_fields(q)
     name = layer_symbol(layer.op)
-    out = output_stage(name, folded, multiplier, shift, bound, int(q.fields["output_offset"]),
+    out = output_stage(name, folded, multiplier, shift, bounds, int(q.fields["output_offset"]),
                        int(q.fields["act_min"]), int(q.fields["act_max"]),
-                       _double_rounding(options, always_double), padded.shape[0])
+                       _double_rounding(options, always_double), padded.shape[0], constant=abs_sum == 0)
     return _pack_words(padded), out
 
 
@@ -206,7 +213,8 @@ def specialize_conv(layer: Layer, options: LoweringOptions) -> Layer:
     out_c = g["out_c"]
     k = g["filter_h"] * g["filter_w"] * g["in_c"]
     rows = np.asarray(w.data, dtype=np.int8).reshape(out_c, k)
-    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), g["q"], always_double=False)
+    # CONV_2D rounds twice in both references (tc_conv2d_s8 calls tc_requantize_double).
+    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), g["q"], always_double=True)
     if packed is None:
         return layer
     struct = _conv_struct(layer, g, k, *packed)
@@ -237,8 +245,8 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     input_offset = int(q.fields["input_offset"])
     b = _bias_values(bias, channels)
     abs_sum = np.abs(weights.astype(np.int64)).sum(axis=0)
-    bound = int(np.max(np.abs(b) + _input_span(input_offset) * abs_sum))
-    if bound > INT32_MAX:
+    bounds = np.abs(b) + _input_span(input_offset) * abs_sum
+    if np.any(bounds > INT32_MAX):
         return layer
     groups = (channels + 3) // 4
     padded = np.zeros((taps, groups * 4), dtype=np.int16)
@@ -248,8 +256,8 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     words = np.ascontiguousarray(grouped).view("<i4").reshape(-1).astype(np.int32)
     multiplier, shift = _requant_fields(q)
     name = layer_symbol(layer.op)
-    out = output_stage(name, b, multiplier, shift, bound, int(q.fields["output_offset"]),
-                       int(q.fields["act_min"]), int(q.fields["act_max"]), True, groups * 4)
+    out = output_stage(name, b, multiplier, shift, bounds, int(q.fields["output_offset"]),
+                       int(q.fields["act_min"]), int(q.fields["act_max"]), True, groups * 4, constant=abs_sum == 0)
     fields = {key: g[key] for key in (
         "batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "filter_h", "filter_w",
         "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left")}
@@ -350,7 +358,7 @@ def specialize_binary(layer: Layer, options: LoweringOptions) -> Layer:
             return layer
         outer, inner, steps = flat
     name = layer_symbol(layer.op)
-    single = options.single_rounding
+    # ADD, SUB and MUL round twice in both references (tc_binary_s8.c).
     fields: dict = {"outer": outer, "inner": inner,
                     "in1_outer": steps[0][0], "in1_inner": steps[0][1],
                     "in2_outer": steps[1][0], "in2_inner": steps[1][1]}
@@ -359,7 +367,7 @@ def specialize_binary(layer: Layer, options: LoweringOptions) -> Layer:
         off1, off2 = int(f["input1_offset"]), int(f["input2_offset"])
         bound = _input_span(off1) * _input_span(off2)
         out = output_stage(name, one, np.array([f["output_multiplier"]]), np.array([f["output_shift"]]), bound,
-                           int(f["output_offset"]), int(f["act_min"]), int(f["act_max"]), not single, 1)
+                           int(f["output_offset"]), int(f["act_min"]), int(f["act_max"]), True, 1)
         fields.update(table1="NULL", table2="NULL", input1_offset=off1, input2_offset=off2, out=out)
         kernel = "tc_fast_mul_s8"
     else:
@@ -367,8 +375,8 @@ def specialize_binary(layer: Layer, options: LoweringOptions) -> Layer:
         signed = np.where(values > 127, values - 256, values)
 
         def table(offset: int, multiplier: int, shift: int) -> np.ndarray:
-            return np.array([requantize_lt1(_wrap32((int(v) + offset) << int(f["left_shift"])), multiplier, shift,
-                                            single) for v in signed], dtype=np.int64)
+            return np.array([requantize_double(_wrap32((int(v) + offset) << int(f["left_shift"])), multiplier, shift)
+                             for v in signed], dtype=np.int64)
 
         t1 = table(int(f["input1_offset"]), int(f["input1_multiplier"]), int(f["input1_shift"]))
         t2 = table(int(f["input2_offset"]), int(f["input2_multiplier"]), int(f["input2_shift"]))
@@ -378,7 +386,7 @@ def specialize_binary(layer: Layer, options: LoweringOptions) -> Layer:
             return layer
         bound = int(np.max(np.abs(t1)) + np.max(np.abs(t2)))
         out = output_stage(name, one, np.array([f["output_multiplier"]]), np.array([f["output_shift"]]), bound,
-                           int(f["output_offset"]), int(f["act_min"]), int(f["act_max"]), not single, 1)
+                           int(f["output_offset"]), int(f["act_min"]), int(f["act_max"]), True, 1)
         fields.update(table1=ConstArray(f"{name}_table1", "int32_t", t1.astype(np.int32),
                                         "input 1 rescaled, indexed by its byte"),
                       table2=ConstArray(f"{name}_table2", "int32_t", t2.astype(np.int32),
