@@ -268,6 +268,18 @@ def test_schedule_beam_of_one_still_topological() -> None:
     assert result.peak <= result.original_peak
 
 
+def test_schedule_prunes_wide_graph() -> None:
+    # 24 independent layers have 2^24 downsets, far too many to search exactly.
+    x = tensor(0, 64)
+    outputs = [tensor(i + 1, 16 * (i + 1)) for i in range(24)]
+    layers = [unary_layer(i, x, out) for i, out in enumerate(outputs)]
+    result = schedule(graph_of(layers, [x], outputs), layers)
+    assert not result.exact
+    # Every output stays alive to the end, so every order has the same peak and the stored one stays.
+    assert result.order == list(range(24))
+    assert result.peak == result.original_peak == 64 + sum(out.nbytes for out in outputs)
+
+
 def is_topological(graph: ir.Graph, layers: list[Layer], order: list[int]) -> bool:
     written = {id(t) for t in graph.inputs}
     for i in order:
