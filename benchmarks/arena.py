@@ -129,8 +129,8 @@ def render(rows: list[Row], skipped: list[tuple[str, str]]) -> str:
         "- default: `tinycompile compile` defaults (planner auto, in-place auto, reordering on).",
         "- compile s: one compile with the default options, frontend excluded, on the machine that "
         "ran the script (wall time, so it varies).",
-        "- portable kernels: the default arena with `--kernels portable`. The specialized kernels "
-        "(the default) add scratch buffers (im2col rows, depthwise row rings).",
+        "- portable kernels: the default arena with the portable kernels (`CompileOptions(kernels=\"portable\")`). "
+        "The specialized kernels (the default) add scratch buffers (im2col rows, depthwise row rings).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",

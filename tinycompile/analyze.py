@@ -8,7 +8,7 @@ static RAM plus a stack estimate. Flash is the weights, the per-layer parameters
 
 Code size, static RAM and stack come from compiling the generated model.c and the kernel sources
 with the Arm GNU toolchain for the board's CPU (`-O2`, `-fstack-usage`) when arm-none-eabi-gcc is
-on the PATH. Otherwise they are rough estimates, and the report says which it used. The stack
+on the PATH. Otherwise they are rough estimates, and the report's `source` field names which it used. The stack
 figure is an estimate either way: the deepest kernel's frames plus tc_model_invoke's, not a
 measured high-water mark.
 
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tinycompile import ir
 from tinycompile.codegen.c_format import collect_const_arrays
+from tinycompile.codegen.emit import write_model
 from tinycompile.codegen.lowering import CStruct, Layer
 from tinycompile.compiler import ARENA_ALIGNMENT, CompiledModel, CompileOptions, compile_graph
 from tinycompile.errors import BudgetError, TinyCompileError
@@ -90,12 +91,12 @@ class Footprint:
 
     board: str
     arena: int
-    static_ram: int              # other static RAM of the generated code
+    static_ram: int              # runtime state: the generated code's static RAM besides the arena
     stack: int                   # estimate
     sram_total: int
     sram_limit: int
-    weights: int
-    parameters: int              # per-layer multipliers, shifts and parameter structs
+    weights: int                 # constant tensors in model_weights.c
+    parameters: int              # per-layer parameter arrays and structs in model.c, repacked weights included
     code: int
     flash_total: int
     flash_limit: int | None      # None when the board is unknown
@@ -233,7 +234,8 @@ def _footprint(compiled: CompiledModel, board: str | None, measure: bool) -> Foo
     parameters = sum(_param_bytes(layer) for layer in compiled.layers)
     measured = _measure(compiled, limits) if measure else None
     if measured is not None:
-        static_ram, code, stack, source = measured
+        static_ram, code, stack, source = measured.static_ram, measured.code, measured.stack, measured.source
+        parameters = measured.parameters
     else:
         kernels = len(compiled.kernel_sources)
         calls = sum(1 for layer in compiled.layers if layer.kernel is not None)
@@ -264,13 +266,23 @@ def _weight_bytes(compiled: CompiledModel) -> int:
     return sum(seen.values())
 
 
-def _measure(compiled: CompiledModel, limits: _BoardLimits) -> tuple[int, int, int, str] | None:
-    """Compile model.c and the kernels for the board; return (static RAM, code, stack, source)."""
+@dataclass
+class _Measured:
+    """Sizes from compiling the generated model.c and the kernel sources."""
+
+    static_ram: int              # .data and .bss besides the arena
+    code: int                    # .text sections
+    parameters: int              # .rodata and .data: layer parameters, structs and layer names
+    stack: int
+    source: str
+
+
+def _measure(compiled: CompiledModel, limits: _BoardLimits) -> _Measured | None:
+    """Compile model.c and the kernels for the board and read their section sizes."""
     gcc = shutil.which("arm-none-eabi-gcc")
     size_tool = shutil.which("arm-none-eabi-size")
     if gcc is None or size_tool is None or not limits.cpu_flags:
         return None
-    from tinycompile.codegen.emit import write_model  # emit imports this module's callers
 
     with tempfile.TemporaryDirectory(prefix="tinycompile-analyze-") as tmp:
         model_dir = write_model(compiled, Path(tmp) / "model")
@@ -285,19 +297,29 @@ def _measure(compiled: CompiledModel, limits: _BoardLimits) -> tuple[int, int, i
                 log.warning("could not measure code size: %s failed: %s", source.name, result.stderr.strip()[:200])
                 return None
             objects.append(obj)
-        result = subprocess.run([size_tool, *map(str, objects)], capture_output=True, text=True)
+        # The System V format lists every section, so code, constants and RAM can be told apart.
+        result = subprocess.run([size_tool, "-A", *map(str, objects)], capture_output=True, text=True)
         if result.returncode != 0:
             log.warning("could not measure code size: arm-none-eabi-size failed: %s", result.stderr.strip()[:200])
             return None
-        code = static_ram = 0
-        for line in result.stdout.splitlines()[1:]:
-            text, data, bss = (int(v) for v in line.split()[:3])
-            code += text + data
-            static_ram += data + bss
-        static_ram = max(0, static_ram - compiled.arena_size)
+        code = parameters = ram = 0
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) < 2 or not parts[1].isdigit():
+                continue
+            section, size = parts[0], int(parts[1])
+            if section.startswith(".text"):
+                code += size
+            elif section.startswith(".rodata"):
+                parameters += size
+            elif section.startswith(".data"):
+                parameters += size  # the initial values are stored in flash
+                ram += size
+            elif section.startswith(".bss"):
+                ram += size
         stack = INVOKE_STACK_BYTES + max((_stack_of(obj.with_suffix(".su")) for obj in objects[1:]), default=0)
     source = f"measured with arm-none-eabi-gcc -O2 {' '.join(limits.cpu_flags)} (stack: an estimate)"
-    return static_ram, code, stack, source
+    return _Measured(max(0, ram - compiled.arena_size), code, parameters, stack, source)
 
 
 def _stack_of(usage_file: Path) -> int:
@@ -366,10 +388,10 @@ def summary_lines(report: ModelReport) -> list[str]:
         lines.append(("1 layer runs" if inplace == 1 else f"{inplace} layers run") + " in place"
                      + ("; layers reordered to lower the peak" if report.reordered else ""))
     lines.append(f"SRAM: {f.sram_total:,} of {f.sram_limit:,} bytes on {f.board} "
-                 f"(arena {f.arena:,} + static {f.static_ram:,} + stack {f.stack:,})")
+                 f"(arena {f.arena:,} + runtime state {f.static_ram:,} + stack estimate {f.stack:,})")
     flash_limit = f"{f.flash_limit:,}" if f.flash_limit is not None else "unknown"
-    lines.append(f"flash: {f.flash_total:,} of {flash_limit} bytes (weights {f.weights:,} + parameters "
-                 f"{f.parameters:,} + code {f.code:,}); code, static RAM and stack {f.source}")
+    lines.append(f"flash: {f.flash_total:,} of {flash_limit} bytes (weight tensors {f.weights:,} + layer "
+                 f"parameters {f.parameters:,} + code {f.code:,}); code, runtime state and stack {f.source}")
     lines.extend(f"warning: {note}" for note in f.notes)
     return lines
 
