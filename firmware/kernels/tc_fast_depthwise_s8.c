@@ -4,16 +4,17 @@
  *
  * The kernel reads its input through a ring of `ring_rows` rows in `scratch`: the input rows that
  * the current output row needs, widened by the padding on both sides and filled with the input
- * zero point wherever the padded input has no data (x + offset = 0 there, so those taps add
- * nothing, as skipped taps do in the reference). Every output pixel then runs all filter taps
- * with no bounds checks, and 3x3 filters run fully unrolled. The ring also makes the kernel safe
- * in place: it copies every input row before any output row can overwrite it (an output row
- * never extends past the input rows copied for it), so the output may share the input's memory.
+ * zero point wherever the padded input has no data. A tap in the padding then contributes
+ * w * (zp + offset) = 0, exactly what a skipped tap contributes in the reference, so every output
+ * pixel runs all filter taps with no bounds checks, and the compiler could fold the input offset
+ * into the bias: the kernel multiplies raw int8 values. The ring also makes the kernel safe in
+ * place: it copies every input row before any output row can overwrite it (an output row never
+ * extends past the input rows copied for it), so the output may share the input's memory.
  *
  * Channels go four at a time. On DSP targets one 32-bit load fetches the four channels of a tap
- * and SXTAB16 adds the input offset to two of them at once; the compiler stored the weights as
- * int16 in the matching channel order (0, 2, 1, 3), so SMLABB and SMLATT multiply each lane with
- * its own weight.
+ * and SXTB16 unpacks them into two halfword pairs; the compiler stored the weights as int16 in
+ * the matching channel order (0, 2, 1, 3), so SMLABB and SMLATT multiply each lane with its own
+ * weight. Full groups of 3x3 filters run in assembly, requantization included.
  */
 #include "tc_kernels_fast.h"
 
@@ -49,25 +50,24 @@ TC_INLINE void tc_dw_fill(int8_t *dst, int8_t value, int32_t n)
 }
 
 /*
- * Four channels (c..c+3 in lanes 0..3) of one output pixel; `in` points at channel c of the
- * filter's top-left tap in the ring, `rows[fy]` - rows[0] is the offset of filter row fy.
- * `lanes` < 4 only for the last group of an in_c that is not a multiple of 4.
+ * Four channels (c..c+3 in lanes 0..3) of one output pixel: `rows[fy] + col` is channel c of the
+ * filter's tap (fy, 0) in the ring, `w` the group's weights. `lanes` < 4 only for the last group
+ * of an in_c that is not a multiple of 4; `kh` and `kw` are the filter size (constants where the
+ * caller knows them, so the tap loops unroll).
  */
-TC_INLINE void tc_dw_group(const tc_fast_depthwise_params *p, const int8_t *const *rows, ptrdiff_t col,
+TC_INLINE void tc_dw_group(const int8_t *const *rows, ptrdiff_t col, int32_t col_step, int32_t kh, int32_t kw,
                            const uint32_t *w, int lanes, tc_dw_acc *s)
 {
-    const int32_t col_step = p->dilation_w * p->in_c;
     int32_t a0 = s->a0, a1 = s->a1, a2 = s->a2, a3 = s->a3;
 #if TC_FAST_DSP
     if (lanes == 4) {
-        const uint32_t off = ((uint32_t)p->input_offset & 0xffffu) * 0x10001u;
-        for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+        for (int32_t fy = 0; fy < kh; ++fy) {
             const int8_t *ip = rows[fy] + col;
-            for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+            for (int32_t fx = 0; fx < kw; ++fx) {
                 const uint32_t x = tc_load32(ip);
                 ip += col_step;
-                const uint32_t x02 = __sxtab16(off, x);
-                const uint32_t x13 = tc_sxtab16_ror8(off, x);
+                const uint32_t x02 = __sxtb16(x);
+                const uint32_t x13 = tc_sxtb16_ror8(x);
                 a0 = __smlabb((int32_t)x02, (int32_t)w[0], a0);
                 a2 = __smlatt((int32_t)x02, (int32_t)w[0], a2);
                 a1 = __smlabb((int32_t)x13, (int32_t)w[1], a1);
@@ -82,23 +82,22 @@ TC_INLINE void tc_dw_group(const tc_fast_depthwise_params *p, const int8_t *cons
         return;
     }
 #endif
-    const int32_t off = p->input_offset;
     const int16_t *wp = (const int16_t *)(const void *)w;
-    for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+    for (int32_t fy = 0; fy < kh; ++fy) {
         const int8_t *ip = rows[fy] + col;
-        for (int32_t fx = 0; fx < p->filter_w; ++fx) {
+        for (int32_t fx = 0; fx < kw; ++fx) {
             /* The weights hold channels (0, 2, 1, 3) of the group in lanes 0..3. */
-            a0 += ((int32_t)ip[0] + off) * wp[0];
+            a0 += ip[0] * wp[0];
             if (lanes == 4) {
-                a1 += ((int32_t)ip[1] + off) * wp[2];
-                a2 += ((int32_t)ip[2] + off) * wp[1];
-                a3 += ((int32_t)ip[3] + off) * wp[3];
+                a1 += ip[1] * wp[2];
+                a2 += ip[2] * wp[1];
+                a3 += ip[3] * wp[3];
             } else {
                 if (lanes > 1) {
-                    a1 += ((int32_t)ip[1] + off) * wp[2];
+                    a1 += ip[1] * wp[2];
                 }
                 if (lanes > 2) {
-                    a2 += ((int32_t)ip[2] + off) * wp[1];
+                    a2 += ip[2] * wp[1];
                 }
             }
             ip += col_step;
@@ -111,37 +110,91 @@ TC_INLINE void tc_dw_group(const tc_fast_depthwise_params *p, const int8_t *cons
     s->a3 = a3;
 }
 
-#if TC_FAST_DSP
-/* One tap of four channels: weights (wp)[0] for channels 0 and 2, (wp)[1] for 1 and 3. */
-#define TC_DW_TAP(ptr, wp)                                                                                     \
-    do {                                                                                                       \
-        const uint32_t x_ = tc_load32(ptr);                                                                    \
-        const uint32_t x02_ = __sxtab16(off, x_);                                                              \
-        const uint32_t x13_ = tc_sxtab16_ror8(off, x_);                                                        \
-        a0 = __smlabb((int32_t)x02_, (int32_t)(wp)[0], a0);                                                    \
-        a2 = __smlatt((int32_t)x02_, (int32_t)(wp)[0], a2);                                                    \
-        a1 = __smlabb((int32_t)x13_, (int32_t)(wp)[1], a1);                                                    \
-        a3 = __smlatt((int32_t)x13_, (int32_t)(wp)[1], a3);                                                    \
-    } while (0)
+#if TC_FAST_DSP && defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TC_FAST_NO_ASM)
+#define TC_DW_ASM 1
+/*
+ * All full channel groups of one output pixel of a 3x3 filter with dilation 1, in assembly: the
+ * taps keep fourteen values live (LDM of the records needs ascending fixed registers), which a
+ * compiler would spill. Per tap and group: one load, two SXTB16, one LDRD of the weights and four
+ * halfword multiply-adds; then per channel LDM of its record and the fast requantization, one
+ * word store per group (clamped with SSUB8 and SEL when the range is not all of int8).
+ * Registers: r4-r7 accumulators, r8-r10 the three filter rows, r11 the channel count (column
+ * step), r12 the weights and lr the records, both read in order.
+ */
+#define TC_DW_TAP(row, column)                                                                                 \
+    "ldr     r0, [" row column "]\n\t"                                                                         \
+    "sxtb16  r1, r0\n\t"                                                                                       \
+    "sxtb16  r0, r0, ror #8\n\t"                                                                               \
+    "ldrd    r2, r3, [r12], #8\n\t"                                                                            \
+    "smlabb  r4, r1, r2, r4\n\t"                                                                               \
+    "smlatt  r6, r1, r2, r6\n\t"                                                                               \
+    "smlabb  r5, r0, r3, r5\n\t"                                                                               \
+    "smlatt  r7, r0, r3, r7\n\t"
 
-/* All nine taps of a 3x3 filter with dilation 1 for four channels. */
-TC_INLINE void tc_dw_group_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t in_c,
-                               const uint32_t *w, uint32_t off, tc_dw_acc *s)
+#define TC_DW_ROW(row) TC_DW_TAP(row, "") TC_DW_TAP(row, ", r11") TC_DW_TAP(row, ", r11, lsl #1")
+
+#define TC_DW_REQUANT(acc)                                                                                     \
+    "ldmia   lr!, {r0, r1, r2, r3}\n\t"                                                                        \
+    "add     r2, r2, " acc ", asr #31\n\t"                                                                     \
+    "lsl     r0, " acc ", #1\n\t"                                                                              \
+    "smmlar  " acc ", r0, r1, r2\n\t"                                                                          \
+    "asr     " acc ", " acc ", r3\n\t"                                                                         \
+    "ssat    " acc ", #8, " acc "\n\t"
+
+#define TC_DW_HEAD                                                                                             \
+    "0:\n\t"                                                                                                   \
+    "ldr     r4, [lr]\n\t"                                                                                     \
+    "ldr     r5, [lr, #16]\n\t"                                                                                \
+    "ldr     r6, [lr, #32]\n\t"                                                                                \
+    "ldr     r7, [lr, #48]\n\t" TC_DW_ROW("r8") TC_DW_ROW("r9") TC_DW_ROW("r10")                               \
+    TC_DW_REQUANT("r4") TC_DW_REQUANT("r5") TC_DW_REQUANT("r6") TC_DW_REQUANT("r7")                            \
+    "bfi     r4, r5, #8, #8\n\t"                                                                               \
+    "bfi     r4, r6, #16, #8\n\t"                                                                              \
+    "bfi     r4, r7, #24, #8\n\t"
+
+#define TC_DW_CLAMP                                                                                            \
+    "ldr     r0, %[lo]\n\t"                                                                                    \
+    "ssub8   r1, r4, r0\n\t"                                                                                   \
+    "sel     r4, r4, r0\n\t"                                                                                   \
+    "ldr     r0, %[hi]\n\t"                                                                                    \
+    "ssub8   r1, r0, r4\n\t"                                                                                   \
+    "sel     r4, r4, r0\n\t"
+
+#define TC_DW_TAIL                                                                                             \
+    "ldr     r0, %[out]\n\t"                                                                                   \
+    "str     r4, [r0], #4\n\t"                                                                                 \
+    "str     r0, %[out]\n\t"                                                                                   \
+    "add     r8, r8, #4\n\t"                                                                                   \
+    "add     r9, r9, #4\n\t"                                                                                   \
+    "add     r10, r10, #4\n\t"                                                                                 \
+    "ldr     r0, %[groups]\n\t"                                                                                \
+    "subs    r0, r0, #1\n\t"                                                                                   \
+    "str     r0, %[groups]\n\t"                                                                                \
+    "bne     0b\n\t"
+
+#define TC_DW_OPERANDS                                                                                         \
+    : [out] "+m"(out), [groups] "+m"(groups), "+r"(p0), "+r"(p1), "+r"(p2), "+r"(wp), "+r"(rp)                 \
+    : [lo] "m"(lo4), [hi] "m"(hi4), "r"(step)                                                                  \
+    : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "cc", "memory"
+
+/* Groups 0 .. groups - 1 (groups >= 1) of one pixel; returns nothing, advances nothing outside. */
+static void tc_dw_3x3_groups(const int8_t *row0, const int8_t *row1, const int8_t *row2, int32_t in_c,
+                             const uint32_t *weights, const int32_t *rq, int8_t *out, int32_t groups, int32_t lo,
+                             int32_t hi, int full)
 {
-    int32_t a0 = s->a0, a1 = s->a1, a2 = s->a2, a3 = s->a3;
-    TC_DW_TAP(r0, w + 0);
-    TC_DW_TAP(r0 + in_c, w + 2);
-    TC_DW_TAP(r0 + 2 * in_c, w + 4);
-    TC_DW_TAP(r1, w + 6);
-    TC_DW_TAP(r1 + in_c, w + 8);
-    TC_DW_TAP(r1 + 2 * in_c, w + 10);
-    TC_DW_TAP(r2, w + 12);
-    TC_DW_TAP(r2 + in_c, w + 14);
-    TC_DW_TAP(r2 + 2 * in_c, w + 16);
-    s->a0 = a0;
-    s->a1 = a1;
-    s->a2 = a2;
-    s->a3 = a3;
+    register const int8_t *p0 __asm__("r8") = row0;
+    register const int8_t *p1 __asm__("r9") = row1;
+    register const int8_t *p2 __asm__("r10") = row2;
+    register int32_t step __asm__("r11") = in_c;
+    register const uint32_t *wp __asm__("r12") = weights;
+    register const int32_t *rp __asm__("lr") = rq;
+    const uint32_t lo4 = (uint32_t)(uint8_t)lo * 0x01010101u;
+    const uint32_t hi4 = (uint32_t)(uint8_t)hi * 0x01010101u;
+    if (full) {
+        __asm__ volatile(TC_DW_HEAD TC_DW_TAIL TC_DW_OPERANDS);
+    } else {
+        __asm__ volatile(TC_DW_HEAD TC_DW_CLAMP TC_DW_TAIL TC_DW_OPERANDS);
+    }
 }
 #endif
 
@@ -160,6 +213,39 @@ static void tc_dw_load_row(const tc_fast_depthwise_params *p, const int8_t *in, 
     }
 }
 
+/* One output pixel's channel groups from `first` on, in C. */
+TC_INLINE void tc_dw_pixel(const int8_t *const *rows, ptrdiff_t col, int32_t col_step, int32_t kh, int32_t kw,
+                           int32_t in_c, int32_t first, const uint32_t *weights, const int32_t *rq, int8_t *out,
+                           tc_fast_clamp clamp, const int fast, const int full)
+{
+    const int32_t taps = kh * kw;
+    const uint32_t *w = weights + (size_t)first * 2 * taps;
+    const int32_t *r = rq + 16 * first;
+    for (int32_t c = 4 * first; c < in_c; c += 4) {
+        const int lanes = in_c - c >= 4 ? 4 : in_c - c;
+        const tc_fast_rq q0 = tc_fast_rq_of(r), q1 = tc_fast_rq_of(r + 4);
+        const tc_fast_rq q2 = tc_fast_rq_of(r + 8), q3 = tc_fast_rq_of(r + 12);
+        tc_dw_acc s = {q0.bias, q1.bias, q2.bias, q3.bias};
+        tc_dw_group(rows, col + c, col_step, kh, kw, w, lanes, &s);
+        const int8_t v0 = tc_fast_store(clamp, q0, s.a0, fast, full);
+        const int8_t v1 = tc_fast_store(clamp, q1, s.a1, fast, full);
+        const int8_t v2 = tc_fast_store(clamp, q2, s.a2, fast, full);
+        const int8_t v3 = tc_fast_store(clamp, q3, s.a3, fast, full);
+        out[c] = v0;
+        if (lanes > 1) {
+            out[c + 1] = v1;
+        }
+        if (lanes > 2) {
+            out[c + 2] = v2;
+        }
+        if (lanes > 3) {
+            out[c + 3] = v3;
+        }
+        w += 2 * taps;
+        r += 16;
+    }
+}
+
 TC_INLINE void tc_dw_body(const tc_fast_depthwise_params *p, const int8_t *input, int8_t *output, int8_t *ring,
                           const int fast, const int full)
 {
@@ -168,15 +254,12 @@ TC_INLINE void tc_dw_body(const tc_fast_depthwise_params *p, const int8_t *input
     const uint32_t *weights = (const uint32_t *)(const void *)p->weights;
     const int32_t in_c = p->in_c;
     const int32_t out_h = p->out_h, out_w = p->out_w;
-    const int32_t taps = p->filter_h * p->filter_w;
-    const int32_t groups = (in_c + 3) >> 2;
+    const int32_t kh = p->filter_h, kw = p->filter_w;
     const int32_t slot_bytes = p->ring_w * in_c;
     const int32_t col_stride = p->stride_w * in_c;
+    const int32_t col_step = p->dilation_w * in_c;
+    const int is_3x3 = kh == 3 && kw == 3 && p->dilation_w == 1;
     const int8_t *rows[TC_FAST_DW_MAX_FILTER_H];
-#if TC_FAST_DSP
-    const int is_3x3 = p->filter_h == 3 && p->filter_w == 3 && p->dilation_h == 1 && p->dilation_w == 1;
-    const uint32_t off = ((uint32_t)p->input_offset & 0xffffu) * 0x10001u;
-#endif
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *in = input + (size_t)b * p->in_h * p->in_w * in_c;
         int8_t *out = output + (size_t)b * out_h * out_w * in_c;
@@ -190,46 +273,23 @@ TC_INLINE void tc_dw_body(const tc_fast_depthwise_params *p, const int8_t *input
             for (; loaded < v0 + p->ring_rows; ++loaded) {
                 tc_dw_load_row(p, in, loaded, ring);
             }
-            for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+            for (int32_t fy = 0; fy < kh; ++fy) {
                 rows[fy] = ring + (size_t)((v0 + fy * p->dilation_h) % p->ring_rows) * slot_bytes;
             }
-#if TC_FAST_DSP
-            const int8_t *r0 = rows[0], *r1 = rows[p->filter_h > 1 ? 1 : 0], *r2 = rows[p->filter_h > 2 ? 2 : 0];
-#endif
             for (int32_t ox = 0; ox < out_w; ++ox) {
                 const ptrdiff_t col = (ptrdiff_t)ox * col_stride;
-                const uint32_t *w = weights;
-                const int32_t *r = rq;
-                for (int32_t g = 0; g < groups; ++g) {
-                    const int32_t c = 4 * g;
-                    const int lanes = in_c - c >= 4 ? 4 : in_c - c;
-                    const tc_fast_rq q0 = tc_fast_rq_of(r), q1 = tc_fast_rq_of(r + 4);
-                    const tc_fast_rq q2 = tc_fast_rq_of(r + 8), q3 = tc_fast_rq_of(r + 12);
-                    tc_dw_acc s = {q0.bias, q1.bias, q2.bias, q3.bias};
-#if TC_FAST_DSP
-                    if (is_3x3 && lanes == 4) {
-                        tc_dw_group_3x3(r0 + col + c, r1 + col + c, r2 + col + c, in_c, w, off, &s);
-                    } else
+                if (is_3x3) {
+                    int32_t first = 0;
+#if defined(TC_DW_ASM)
+                    if (fast && in_c >= 4) {
+                        tc_dw_3x3_groups(rows[0] + col, rows[1] + col, rows[2] + col, in_c, weights, rq, out,
+                                         in_c >> 2, clamp.lo, clamp.hi, full);
+                        first = in_c >> 2;
+                    }
 #endif
-                    {
-                        tc_dw_group(p, rows, col + c, w, lanes, &s);
-                    }
-                    const int8_t v0 = tc_fast_store(clamp, q0, s.a0, fast, full);
-                    const int8_t v1 = tc_fast_store(clamp, q1, s.a1, fast, full);
-                    const int8_t v2 = tc_fast_store(clamp, q2, s.a2, fast, full);
-                    const int8_t v3 = tc_fast_store(clamp, q3, s.a3, fast, full);
-                    out[c] = v0;
-                    if (lanes > 1) {
-                        out[c + 1] = v1;
-                    }
-                    if (lanes > 2) {
-                        out[c + 2] = v2;
-                    }
-                    if (lanes > 3) {
-                        out[c + 3] = v3;
-                    }
-                    w += 2 * taps;
-                    r += 16;
+                    tc_dw_pixel(rows, col, col_step, 3, 3, in_c, first, weights, rq, out, clamp, fast, full);
+                } else {
+                    tc_dw_pixel(rows, col, col_step, kh, kw, in_c, 0, weights, rq, out, clamp, fast, full);
                 }
                 out += in_c;
             }

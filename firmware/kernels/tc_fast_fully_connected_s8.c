@@ -61,6 +61,24 @@ TC_INLINE void tc_fc_rows(const int8_t *x, const int8_t *w, int32_t k4, int32_t 
             s3 = __smlad(x13, tc_sxtb16_ror8(t), s3);
         }
     }
+#else
+    /* Plain C. The fixed 16-value inner loop lets compilers vectorize it. */
+    for (; i + 16 <= n; i += 16) {
+        int32_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (int32_t j = 0; j < 16; ++j) {
+            const int32_t v = x[i + j];
+            t0 += v * w0[i + j];
+            if (rows == 4) {
+                t1 += v * w1[i + j];
+                t2 += v * w2[i + j];
+                t3 += v * w3[i + j];
+            }
+        }
+        s0 += t0;
+        s1 += t1;
+        s2 += t2;
+        s3 += t3;
+    }
 #endif
     for (; i < n; ++i) {
         const int32_t v = x[i];

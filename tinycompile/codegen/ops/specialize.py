@@ -244,9 +244,13 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     channels = out_c
     input_offset = int(q.fields["input_offset"])
     b = _bias_values(bias, channels)
-    abs_sum = np.abs(weights.astype(np.int64)).sum(axis=0)
+    w64 = weights.astype(np.int64)
+    abs_sum = np.abs(w64).sum(axis=0)
     bounds = np.abs(b) + _input_span(input_offset) * abs_sum
-    if np.any(bounds > INT32_MAX):
+    # The kernel pads its input with the zero point, so every tap counts and the input offset
+    # folds into the bias as for convolutions; partial sums of raw products must fit int32.
+    folded = b + input_offset * w64.sum(axis=0)
+    if np.any(np.abs(folded) + 128 * abs_sum > INT32_MAX):
         return layer
     groups = (channels + 3) // 4
     padded = np.zeros((taps, groups * 4), dtype=np.int16)
@@ -256,7 +260,7 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     words = np.ascontiguousarray(grouped).view("<i4").reshape(-1).astype(np.int32)
     multiplier, shift = _requant_fields(q)
     name = layer_symbol(layer.op)
-    out = output_stage(name, b, multiplier, shift, bounds, int(q.fields["output_offset"]),
+    out = output_stage(name, folded, multiplier, shift, bounds, int(q.fields["output_offset"]),
                        int(q.fields["act_min"]), int(q.fields["act_max"]), True, groups * 4, constant=abs_sum == 0)
     fields = {key: g[key] for key in (
         "batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "filter_h", "filter_w",
