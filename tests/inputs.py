@@ -32,10 +32,15 @@ def read_bmp_gray(path: Path) -> np.ndarray:
 
 
 def person_samples(shared: Path) -> list[list[np.ndarray]]:
+    """Return the two test images as model inputs: the gray bytes reinterpreted as int8.
+
+    Read this way, TFLM scores person.bmp as a person (-113, 113) and no_person.bmp as not
+    (57, -57); subtracting 128 instead leaves both images in the no-person class.
+    """
     samples = []
     for name in ("person.bmp", "no_person.bmp"):
-        gray = read_bmp_gray(shared / "tflm" / "person_detection" / name).astype(np.int16)
-        samples.append([(gray - 128).astype(np.int8).reshape(1, 96, 96, 1)])
+        gray = read_bmp_gray(shared / "tflm" / "person_detection" / name)
+        samples.append([gray.astype(np.uint8).view(np.int8).reshape(1, 96, 96, 1)])
     return samples
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,32 @@ def test_compile_writes_c_folder(tmp_path):
     result = run_cli("compile", shared_model("tflm/hello_world/hello_world_int8.tflite"), "-o", out)
     assert result.returncode == 0, result.stderr
     for name in ("model.h", "model.c", "model_weights.c", "model_weights.h", "tc_config.h",
-                 "report.json", "report.txt", "tc/tc_common.h", "tc/tc_fully_connected_s8.c"):
+                 "report.json", "report.txt", "tc/tc_common.h"):
         assert (out / name).is_file(), name
     assert "arena:" in result.stdout
     model_c = (out / "model.c").read_text()
     assert "malloc" not in model_c
     assert "/* Layer 0: FULLY_CONNECTED" in model_c
-    assert "static const int8_t" not in (out / "model_weights.c").read_text()  # weights are extern const
-    assert "const int8_t tc_w" in (out / "model_weights.c").read_text()
+    # Every array but the arena is const, so weights and parameters stay in flash.
+    generated = model_c + (out / "model_weights.c").read_text()
+    writable = re.findall(r"^(?:static )?(?:u?int(?:8|16|32)_t|float) (\w+)\[", generated, re.MULTILINE)
+    assert writable == ["tc_arena"]
+    assert re.search(r"^static const int32_t tc_layer0_\w+\[", generated, re.MULTILINE) or \
+        "const int8_t tc_w" in generated
+
+
+def test_compile_portable_weights_in_weights_file(tmp_path):
+    from tinycompile.codegen.emit import write_model
+    from tinycompile.compiler import CompileOptions, compile_model
+
+    out = tmp_path / "hello"
+    compiled = compile_model(shared_model("tflm/hello_world/hello_world_int8.tflite"),
+                             CompileOptions(kernels="portable"))
+    write_model(compiled, out)
+    weights = (out / "model_weights.c").read_text()
+    assert "const int8_t tc_w" in weights
+    assert "TC_ALIGNED(16)" in weights
+    assert (out / "tc" / "tc_fully_connected_s8.c").is_file()
 
 
 def test_compile_is_deterministic(tmp_path):
