@@ -180,8 +180,8 @@ TC_INLINE int tc_fast_variant(const tc_fast_out *o)
 /*
  * Convolution as a matrix multiply (groups of 1; also depthwise layers with one input channel,
  * which are convolutions with out_c = depth multiplier).
- * `weights`: out_c rounded up to even rows of k4 bytes (k4 = k rounded up to a multiple of 4),
- * packed little-endian into words, zero-padded. Bias in `out.rq` has the input offset folded in.
+ * `weights`: out_c rounded up to even rows of k4 int16 values (k4 = k rounded up to a multiple of
+ * 4), two to a little-endian word, zero-padded. Bias in `out.rq` has the input offset folded in.
  * `scratch` holds 4 * k4 bytes, 6 * k4 when in_c is not a multiple of 4 (see the kernel).
  */
 typedef struct {
@@ -227,7 +227,7 @@ typedef struct {
 tc_status tc_fast_depthwise_conv2d_s8(const tc_fast_depthwise_params *p, const int8_t *input, int8_t *output,
                                       void *scratch);
 
-/* Fully connected layer: weights as in tc_fast_conv_params (rows of k4 bytes), bias folded. */
+/* Fully connected layer: out_features rows of k4 int8 weights, zero-padded, bias folded. */
 typedef struct {
     int32_t batches;
     int32_t in_features;

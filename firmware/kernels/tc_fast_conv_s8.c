@@ -3,11 +3,12 @@
  *
  * Output pixels go two at a time. Their receptive fields become two rows of k values (im2col),
  * and every pair of output channels is a 2x2 block of dot products over those rows, so each
- * loaded input value feeds two channels and each loaded weight two pixels. The rows live in
- * `scratch`:
- *   - DSP: int16, interleaved per four values as [A(0,2) A(1,3) B(0,2) B(1,3)], the order in which
- *     SXTB16 unpacks a weight word, so that one SMLAD does two multiply-adds (4 * k4 bytes; plus
- *     2 * k4 bytes of int8 staging when in_c is not a multiple of 4);
+ * loaded input value feeds two channels and each loaded weight two pixels. The compiler stored
+ * the weights as int16, so no kernel unpacks a weight word for every pixel pair. The rows live
+ * in `scratch`:
+ *   - DSP: int16 halfword pairs, interleaved per four values as [A(0,1) A(2,3) B(0,1) B(2,3)],
+ *     so that one SMLAD multiplies a pair of inputs with a word of two weights (4 * k4 bytes,
+ *     plus 2 * k4 bytes of int8 staging when in_c is not a multiple of 4);
  *   - MVE and plain C: int8 rows of k4 bytes (none at all for 1x1 filters with stride 1 and no
  *     padding: those rows are the input itself).
  * Padding taps hold the input zero point, which adds nothing once the folded bias is counted.
@@ -80,13 +81,19 @@ static void tc_gather_row(const tc_fast_conv_params *p, const int8_t *input, int
 }
 
 #if TC_FAST_DSP && !TC_FAST_MVE
+/* Sign-extend the four bytes of w into the halfword pairs (0, 1) and (2, 3) at dst[0], dst[1]. */
+TC_INLINE void tc_expand_word(uint32_t w, uint32_t *dst)
+{
+    const uint32_t x02 = __sxtb16(w), x13 = tc_sxtb16_ror8(w);
+    dst[0] = (x02 & 0xffffu) | (x13 << 16);
+    dst[1] = (x02 >> 16) | (x13 & 0xffff0000u);
+}
+
 /* Expand n int8 values (n a multiple of 4, src 4-byte aligned or not) into the slot `dst`. */
 TC_INLINE void tc_expand_words(const int8_t *src, int32_t n, uint32_t *dst)
 {
     for (int32_t i = 0; i < n; i += 4) {
-        const uint32_t w = tc_load32(src + i);
-        dst[0] = __sxtb16(w);
-        dst[1] = tc_sxtb16_ror8(w);
+        tc_expand_word(tc_load32(src + i), dst);
         dst += 4;
     }
 }
@@ -101,9 +108,7 @@ static void tc_expand_row(const int8_t *src, int32_t n, uint32_t *dst)
         for (int32_t i = whole; i < n; ++i) {
             w |= (uint32_t)(uint8_t)src[i] << (8 * (i - whole));
         }
-        dst += whole;
-        dst[0] = __sxtb16(w);
-        dst[1] = tc_sxtb16_ror8(w);
+        tc_expand_word(w, dst + whole);
     }
 }
 
@@ -144,31 +149,32 @@ typedef struct {
 } tc_acc4;
 
 #if TC_FAST_MVE
-TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int8_t *w0, const int8_t *w1, int32_t k,
+/* Rows a, b of int8 inputs times int16 weight rows w0, w1, eight values per VMLADAVA. */
+TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int16_t *w0, const int16_t *w1, int32_t k,
                           tc_acc4 *s)
 {
     int32_t s00 = s->s00, s01 = s->s01, s10 = s->s10, s11 = s->s11;
     int32_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        const int8x16_t va = vldrbq_s8(a + i);
-        const int8x16_t vb = vldrbq_s8(b + i);
-        const int8x16_t v0 = vldrbq_s8(w0 + i);
-        const int8x16_t v1 = vldrbq_s8(w1 + i);
-        s00 = vmladavaq_s8(s00, va, v0);
-        s01 = vmladavaq_s8(s01, va, v1);
-        s10 = vmladavaq_s8(s10, vb, v0);
-        s11 = vmladavaq_s8(s11, vb, v1);
+    for (; i + 8 <= k; i += 8) {
+        const int16x8_t va = vldrbq_s16(a + i);
+        const int16x8_t vb = vldrbq_s16(b + i);
+        const int16x8_t v0 = vldrhq_s16(w0 + i);
+        const int16x8_t v1 = vldrhq_s16(w1 + i);
+        s00 = vmladavaq_s16(s00, va, v0);
+        s01 = vmladavaq_s16(s01, va, v1);
+        s10 = vmladavaq_s16(s10, vb, v0);
+        s11 = vmladavaq_s16(s11, vb, v1);
     }
     if (i < k) {
-        const mve_pred16_t pr = vctp8q((uint32_t)(k - i));
-        const int8x16_t va = vldrbq_z_s8(a + i, pr);
-        const int8x16_t vb = vldrbq_z_s8(b + i, pr);
-        const int8x16_t v0 = vldrbq_z_s8(w0 + i, pr);
-        const int8x16_t v1 = vldrbq_z_s8(w1 + i, pr);
-        s00 = vmladavaq_s8(s00, va, v0);
-        s01 = vmladavaq_s8(s01, va, v1);
-        s10 = vmladavaq_s8(s10, vb, v0);
-        s11 = vmladavaq_s8(s11, vb, v1);
+        const mve_pred16_t pr = vctp16q((uint32_t)(k - i));
+        const int16x8_t va = vldrbq_z_s16(a + i, pr);
+        const int16x8_t vb = vldrbq_z_s16(b + i, pr);
+        const int16x8_t v0 = vldrhq_z_s16(w0 + i, pr);
+        const int16x8_t v1 = vldrhq_z_s16(w1 + i, pr);
+        s00 = vmladavaq_s16(s00, va, v0);
+        s01 = vmladavaq_s16(s01, va, v1);
+        s10 = vmladavaq_s16(s10, vb, v0);
+        s11 = vmladavaq_s16(s11, vb, v1);
     }
     s->s00 = s00;
     s->s01 = s01;
@@ -176,27 +182,25 @@ TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int8_t *w0, co
     s->s11 = s11;
 }
 #elif TC_FAST_DSP
-/* x: interleaved int16 pair slot; w0, w1: weight rows as words; groups = k4 / 4. */
+/* x: interleaved int16 pair slot; w0, w1: int16 weight rows as words of two; groups = k4 / 4. */
 TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int32_t groups,
                           tc_acc4 *s)
 {
     int32_t s00 = s->s00, s01 = s->s01, s10 = s->s10, s11 = s->s11;
     for (int32_t g = groups; g > 0; --g) {
-        const uint32_t a02 = x[0], a13 = x[1], b02 = x[2], b13 = x[3];
+        const uint32_t a01 = x[0], a23 = x[1], b01 = x[2], b23 = x[3];
         x += 4;
-        uint32_t w = *w0++;
-        uint32_t w02 = __sxtb16(w), w13 = tc_sxtb16_ror8(w);
-        s00 = __smlad(a02, w02, s00);
-        s00 = __smlad(a13, w13, s00);
-        s10 = __smlad(b02, w02, s10);
-        s10 = __smlad(b13, w13, s10);
-        w = *w1++;
-        w02 = __sxtb16(w);
-        w13 = tc_sxtb16_ror8(w);
-        s01 = __smlad(a02, w02, s01);
-        s01 = __smlad(a13, w13, s01);
-        s11 = __smlad(b02, w02, s11);
-        s11 = __smlad(b13, w13, s11);
+        const uint32_t v01 = w0[0], v23 = w0[1], u01 = w1[0], u23 = w1[1];
+        w0 += 2;
+        w1 += 2;
+        s00 = __smlad(a01, v01, s00);
+        s00 = __smlad(a23, v23, s00);
+        s10 = __smlad(b01, v01, s10);
+        s10 = __smlad(b23, v23, s10);
+        s01 = __smlad(a01, u01, s01);
+        s01 = __smlad(a23, u23, s01);
+        s11 = __smlad(b01, u01, s11);
+        s11 = __smlad(b23, u23, s11);
     }
     s->s00 = s00;
     s->s01 = s01;
@@ -210,8 +214,8 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
  * All channel pairs of one pixel pair in assembly: the multiply-add loop needs all fourteen
  * registers (the register list of LDM must ascend, so they are fixed), and a compiler would spill
  * the channel loop's state around it on every pair. Here that state lives in stack slots ("m"
- * operands). Per four values of k: one LDM of both pixels' halfword pairs, one load and two
- * SXTB16 per weight row, eight SMLADs, 15 instructions for 16 multiply-adds; the loop runs two
+ * operands). Per four values of k: one LDM of both pixels' halfword pairs, one LDRD of two weight
+ * words per channel and eight SMLADs, 11 instructions for 16 multiply-adds; the loop runs two
  * groups per pass and enters halfway when the group count is odd. Then per output: the fast
  * requantization (the record's addend already holds the output zero point), SSAT, and two
  * halfword stores per pair; with a partial clamp range the four results are clamped at once
@@ -219,20 +223,16 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
  */
 #define TC_PAIR_GROUP                                                                                          \
     "ldmia   r10!, {r0, r1, r2, r3}\n\t"                                                                       \
-    "ldr     r4, [r11], #4\n\t"                                                                                \
-    "sxtb16  r5, r4\n\t"                                                                                       \
-    "sxtb16  r4, r4, ror #8\n\t"                                                                               \
-    "smlad   r6, r0, r5, r6\n\t"                                                                               \
-    "smlad   r8, r2, r5, r8\n\t"                                                                               \
-    "smlad   r6, r1, r4, r6\n\t"                                                                               \
-    "smlad   r8, r3, r4, r8\n\t"                                                                               \
-    "ldr     r4, [r12], #4\n\t"                                                                                \
-    "sxtb16  r5, r4\n\t"                                                                                       \
-    "sxtb16  r4, r4, ror #8\n\t"                                                                               \
-    "smlad   r7, r0, r5, r7\n\t"                                                                               \
-    "smlad   r9, r2, r5, r9\n\t"                                                                               \
-    "smlad   r7, r1, r4, r7\n\t"                                                                               \
-    "smlad   r9, r3, r4, r9\n\t"
+    "ldrd    r4, r5, [r11], #8\n\t"                                                                            \
+    "smlad   r6, r0, r4, r6\n\t"                                                                               \
+    "smlad   r8, r2, r4, r8\n\t"                                                                               \
+    "smlad   r6, r1, r5, r6\n\t"                                                                               \
+    "smlad   r8, r3, r5, r8\n\t"                                                                               \
+    "ldrd    r4, r5, [r12], #8\n\t"                                                                            \
+    "smlad   r7, r0, r4, r7\n\t"                                                                               \
+    "smlad   r9, r2, r4, r9\n\t"                                                                               \
+    "smlad   r7, r1, r5, r7\n\t"                                                                               \
+    "smlad   r9, r3, r5, r9\n\t"
 
 /* acc (in place) = (SMMLAR(2 acc, multiplier r1, addend r2 + sign) >> shift r3). */
 #define TC_PAIR_REQUANT(acc)                                                                                   \
@@ -299,15 +299,15 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "lr", "cc", "memory"
 
 /*
- * Output channels 0 .. 2 * pairs - 1 of pixels A and B: weights start at row 0, `rq` at record 0
- * (fast records), outputs at out_a and out_b.
+ * Output channels 0 .. 2 * pairs - 1 of pixels A and B: int16 weights start at row 0, `rq` at
+ * record 0 (fast records), outputs at out_a and out_b.
  */
 static void tc_conv_pairs(const uint32_t *x, const uint32_t *weights, int32_t groups, int32_t pairs,
                           const int32_t *rq, int8_t *out_a, int8_t *out_b, int32_t lo, int32_t hi, int full)
 {
     register const uint32_t *w0 __asm__("r11") = weights;
-    register const uint32_t *w1 __asm__("r12") = weights + groups;
-    const int32_t row_bytes = 4 * groups;
+    register const uint32_t *w1 __asm__("r12") = weights + 2 * groups;
+    const int32_t row_bytes = 8 * groups;
     const uint32_t lo4 = (uint32_t)(uint8_t)lo * 0x01010101u;
     const uint32_t hi4 = (uint32_t)(uint8_t)hi * 0x01010101u;
     if (full) {
@@ -319,7 +319,7 @@ static void tc_conv_pairs(const uint32_t *x, const uint32_t *weights, int32_t gr
 #endif
 #else
 /* Plain C. The fixed 16-value inner loop lets compilers vectorize it (GCC does at -O2 on x86). */
-TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int8_t *w0, const int8_t *w1, int32_t k,
+TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int16_t *w0, const int16_t *w1, int32_t k,
                           tc_acc4 *s)
 {
     int32_t s00 = s->s00, s01 = s->s01, s10 = s->s10, s11 = s->s11;
@@ -364,7 +364,7 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
     const int32_t pixels = p->batches * out_h * out_w;
     const int direct = p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                        p->pad_top == 0 && p->pad_left == 0 && p->in_h == out_h && p->in_w == out_w;
-    const int8_t *weights = (const int8_t *)(const void *)p->weights;
+    const int16_t *weights = (const int16_t *)(const void *)p->weights;
     int32_t b = 0, oy = 0, ox = 0;   /* coordinates of pixel A */
 
     for (int32_t pix = 0; pix < pixels; pix += 2) {
@@ -425,10 +425,10 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
             const tc_fast_rq q1 = tc_fast_rq_of(rq + 4 * oc + 4);
             tc_acc4 s = {q0.bias, q1.bias, q0.bias, q1.bias};
 #if TC_FAST_DSP && !TC_FAST_MVE
-            const uint32_t *w0 = (const uint32_t *)(const void *)weights + (size_t)oc * (k4 >> 2);
-            tc_dot_2x2(x, w0, w0 + (k4 >> 2), k4 >> 2, &s);
+            const uint32_t *w0 = (const uint32_t *)(const void *)(weights + (size_t)oc * k4);
+            tc_dot_2x2(x, w0, w0 + (k4 >> 1), k4 >> 2, &s);
 #else
-            const int8_t *w0 = weights + (size_t)oc * k4;
+            const int16_t *w0 = weights + (size_t)oc * k4;
             tc_dot_2x2(row_a, row_b, w0, w0 + k4, k, &s);
 #endif
             const int8_t v00 = tc_fast_store(c, q0, s.s00, fast, full);

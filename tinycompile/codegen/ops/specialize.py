@@ -140,8 +140,9 @@ def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.
 
 
 def _pack_words(rows: np.ndarray) -> np.ndarray:
-    """Pack an int8 matrix whose rows are multiples of 4 bytes into little-endian int32 words."""
-    return np.ascontiguousarray(rows.astype(np.int8)).view("<i4").reshape(-1).astype(np.int32)
+    """Pack an int8 or int16 matrix whose rows are multiples of 4 bytes into little-endian int32 words."""
+    little = rows.astype(rows.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(little).view("<i4").reshape(-1).astype(np.int32)
 
 
 def _input_span(input_offset: int) -> int:
@@ -159,8 +160,13 @@ def _double_rounding(options: LoweringOptions, always_double: bool) -> bool:
 
 
 def _matrix_layer(layer: Layer, options: LoweringOptions, rows: np.ndarray, bias: np.ndarray, q: CStruct,
-                  always_double: bool) -> tuple[np.ndarray, CStruct] | None:
-    """Pack weight rows (out x k, int8) and build the folded-bias output stage, or None if unsafe."""
+                  always_double: bool, wide: bool) -> tuple[np.ndarray, CStruct] | None:
+    """Pack weight rows (out x k) and build the folded-bias output stage, or None if unsafe.
+
+    Rows are padded to a multiple of 4 values with zeros and stored as int16 when `wide` (the
+    convolution kernels reuse every weight for many pixels, so they take them unpacked, at twice
+    the flash), as int8 otherwise.
+    """
     out_c, k = rows.shape
     input_offset = int(q.fields["input_offset"])
     w = rows.astype(np.int64)
@@ -171,13 +177,13 @@ def _matrix_layer(layer: Layer, options: LoweringOptions, rows: np.ndarray, bias
         return None
     bounds = np.abs(bias) + _input_span(input_offset) * abs_sum
     k4 = _round_up(max(k, 1), 4)
-    padded = np.zeros((_round_up(out_c, 2), k4), dtype=np.int8)
+    padded = np.zeros((_round_up(out_c, 2) if wide else out_c, k4), dtype=np.int16 if wide else np.int8)
     padded[:out_c, :k] = rows
     multiplier, shift = _requant_fields(q)
     name = layer_symbol(layer.op)
     out = output_stage(name, folded, multiplier, shift, bounds, int(q.fields["output_offset"]),
                        int(q.fields["act_min"]), int(q.fields["act_max"]),
-                       _double_rounding(options, always_double), padded.shape[0], constant=abs_sum == 0)
+                       _double_rounding(options, always_double), _round_up(out_c, 2), constant=abs_sum == 0)
     return _pack_words(padded), out
 
 
@@ -195,7 +201,7 @@ def _conv_struct(layer: Layer, geometry: dict, k: int, packed: np.ndarray, out: 
         "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left")}
     fields.update(k=k, k4=k4, pad_value=-int(geometry["q"].fields["input_offset"]),
                   weights=ConstArray(f"{name}_weights", "int32_t", packed,
-                                     "int8 weight rows, zero-padded to whole words"),
+                                     "int16 weight rows, zero-padded to multiples of 4, two to a word"),
                   out=out)
     return CStruct("tc_fast_conv_params", fields)
 
@@ -214,7 +220,7 @@ def specialize_conv(layer: Layer, options: LoweringOptions) -> Layer:
     k = g["filter_h"] * g["filter_w"] * g["in_c"]
     rows = np.asarray(w.data, dtype=np.int8).reshape(out_c, k)
     # CONV_2D rounds twice in both references (tc_conv2d_s8 calls tc_requantize_double).
-    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), g["q"], always_double=True)
+    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), g["q"], always_double=True, wide=True)
     if packed is None:
         return layer
     struct = _conv_struct(layer, g, k, *packed)
@@ -232,7 +238,7 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     if g["in_c"] == 1:
         # One input channel: a convolution with out_c filters of depth 1 (OHWI).
         rows = np.ascontiguousarray(weights.T)
-        packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), q, always_double=True)
+        packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), q, always_double=True, wide=True)
         if packed is None:
             return layer
         conv = dict(g, in_c=1)
@@ -300,7 +306,8 @@ def specialize_fully_connected(layer: Layer, options: LoweringOptions) -> Layer:
         return layer                      # asymmetric weights: portable kernel
     out_features, in_features = f["out_features"], f["in_features"]
     rows = np.asarray(w.data, dtype=np.int8).reshape(out_features, in_features)
-    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_features), q, always_double=False)
+    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_features), q, always_double=False,
+                           wide=False)
     if packed is None:
         return layer
     words, out = packed
