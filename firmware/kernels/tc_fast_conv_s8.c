@@ -15,27 +15,35 @@
  */
 #include "tc_kernels_fast.h"
 
+/* Up to three bytes, written out: compilers turn short byte loops into library calls. */
+TC_INLINE void tc_copy_tail(int8_t *dst, const int8_t *src, int32_t n, int8_t pad)
+{
+    if (n > 0) {
+        dst[0] = src ? src[0] : pad;
+    }
+    if (n > 1) {
+        dst[1] = src ? src[1] : pad;
+    }
+    if (n > 2) {
+        dst[2] = src ? src[2] : pad;
+    }
+}
+
 /* Bytes of one filter tap run: copy n values, or fill them with the pad value; words first. */
 TC_INLINE void tc_copy_or_fill(int8_t *dst, const int8_t *src, int32_t n, int8_t pad)
 {
-    int32_t i = 0;
+    const int32_t whole = n & ~3;
     if (src == NULL) {
-        const uint32_t word = (uint32_t)(uint8_t)pad * 0x01010101u;
-        for (; i + 4 <= n; i += 4) {
-            memcpy(dst + i, &word, 4);
-        }
-        for (; i < n; ++i) {
-            dst[i] = pad;
+        if (whole > 0) {
+            memset(dst, pad, (size_t)whole);
         }
     } else {
-        for (; i + 4 <= n; i += 4) {
+        for (int32_t i = 0; i < whole; i += 4) {
             const uint32_t word = tc_load32(src + i);
             memcpy(dst + i, &word, 4);
         }
-        for (; i < n; ++i) {
-            dst[i] = src[i];
-        }
     }
+    tc_copy_tail(dst + whole, src ? src + whole : NULL, n - whole, pad);
 }
 
 /* Gather the receptive field of output pixel (b, oy, ox) into k4 int8 values. */
@@ -47,10 +55,23 @@ static void tc_gather_row(const tc_fast_conv_params *p, const int8_t *input, int
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
     const int32_t ix0 = ox * p->stride_w - p->pad_left;
     const int8_t *batch = input + (size_t)b * p->in_h * p->in_w * in_c;
+    const int32_t run = p->filter_w * in_c;
     int8_t *d = dst;
+    if (p->dilation_h == 1 && p->dilation_w == 1 && iy0 >= 0 && iy0 + p->filter_h <= p->in_h && ix0 >= 0 &&
+        ix0 + p->filter_w <= p->in_w) {
+        /* The window lies inside the input: one contiguous run per filter row. */
+        const int8_t *src = batch + ((size_t)iy0 * p->in_w + (size_t)ix0) * in_c;
+        const size_t row = (size_t)p->in_w * in_c;
+        for (int32_t fy = 0; fy < p->filter_h; ++fy) {
+            tc_copy_or_fill(d, src, run, pad);
+            d += run;
+            src += row;
+        }
+        tc_copy_or_fill(d, NULL, p->k4 - p->k, pad);
+        return;
+    }
     for (int32_t fy = 0; fy < p->filter_h; ++fy) {
         const int32_t iy = iy0 + fy * p->dilation_h;
-        const int32_t run = p->filter_w * in_c;
         if (iy < 0 || iy >= p->in_h) {
             tc_copy_or_fill(d, NULL, run, pad);
             d += run;
