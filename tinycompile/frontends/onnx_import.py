@@ -121,12 +121,19 @@ class Importer:
         self.values: dict[str, Value] = {}
         self.inputs: list[ir.Tensor] = []
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        self.fused: set[int] = set()
+        self.producers: dict[str, onnx.NodeProto] = {}
+        self.fused: set[int] = set()  # nodes already converted: fused into another op, or converted early
         self.layout_cache: dict[tuple[int, Layout], QValue] = {}
+        # Values that hold the same integers (a reshaped or transposed tensor and its source):
+        # whichever first gets a scale and zero point gives them to the others.
+        self.quant_peers: dict[int, list[QValue]] = {}
         for node in self.graph_proto.node:
             for name_ in node.input:
                 if name_:
                     self.consumers.setdefault(name_, []).append(node)
+            for name_ in node.output:
+                if name_:
+                    self.producers[name_] = node
         self.output_names = {v.name for v in self.graph_proto.output}
 
     # ---- graph construction helpers -------------------------------------------------------
@@ -159,9 +166,38 @@ class Importer:
     # ---- values ---------------------------------------------------------------------------
 
     def value(self, node: onnx.NodeProto, name: str) -> Value:
-        if name not in self.values:
+        if name not in self.values and self.constant_early(name) is None:
             raise self.fail(node, f"input '{name}' is not produced by any node, initializer or graph input")
         return self.values[name]
+
+    def constant_early(self, name: str, depth: int = 0) -> Value | None:
+        """Convert the nodes that compute constant `name` now, if they are not converted yet.
+
+        A fusion reads constants of nodes that come later in the file (a bias Add's
+        DequantizeLinear may follow the MatMul that it is fused into). Only nodes whose inputs are
+        all constant are converted out of order; anything else returns None.
+        """
+        if name in self.values:
+            return self.values[name] if self.is_constant(self.values[name]) else None
+        node = self.producers.get(name)
+        if node is None or id(node) in self.fused or depth > 32:
+            return None
+        for input_name in node.input:
+            if input_name and self.constant_early(input_name, depth + 1) is None:
+                return None
+        from tinycompile.frontends import onnx_ops
+
+        onnx_ops.convert_node(self, node)
+        self.fused.add(id(node))
+        value = self.values.get(name)
+        return value if value is not None and self.is_constant(value) else None
+
+    @staticmethod
+    def is_constant(v: Value) -> bool:
+        if isinstance(v, ConstValue):
+            return True
+        q = v.q if isinstance(v, DQValue) else v
+        return isinstance(q, QValue) and q.tensor.is_constant
 
     def const(self, node: onnx.NodeProto, index: int, default=None) -> np.ndarray | None:
         """Return constant input `index`, or `default` when the input is absent."""
@@ -198,6 +234,18 @@ class Importer:
             t.quant = quant
             if qv.source_uint8 is not None and qv.source_uint8.quant is None:
                 qv.source_uint8.quant = _quant(quant.scale, quant.zero_point + UINT8_SHIFT)
+            for peer in self.quant_peers.get(id(t), []):
+                self.ensure_quant(peer, quant)
+
+    def share_quant(self, a: QValue, b: QValue) -> None:
+        """Let two values that hold the same integers share the quantization either gets later.
+
+        An integer graph input that a Transpose or Reshape reads before any DequantizeLinear has
+        no scale yet. The DequantizeLinear after the data movement gives it one.
+        """
+        if a.tensor.quant is None and b.tensor.quant is None and a.tensor is not b.tensor:
+            self.quant_peers.setdefault(id(a.tensor), []).append(b)
+            self.quant_peers.setdefault(id(b.tensor), []).append(a)
 
     def raw_quant(self, qv: QValue) -> ir.Quantization:
         """Return a value's quantization; plain integer data without one counts as scale 1."""
@@ -278,11 +326,22 @@ class Importer:
             perm = NCHW_TO_NHWC if layout == Layout.NHWC else NHWC_TO_NCHW
             result = QValue(self.transpose(t, perm, f"{t.name}_{'nhwc' if layout == Layout.NHWC else 'nchw'}"),
                             layout, qv.onnx_type)
+            self.share_quant(qv, result)
         self.layout_cache[key] = result
         return result
 
     def transpose(self, t: ir.Tensor, perm, name: str) -> ir.Tensor:
-        out = self.new_tensor(name, [t.shape[p] for p in perm], t.dtype, t.quant)
+        """Emit a TRANSPOSE, or a RESHAPE (which aliases its input) when no byte moves.
+
+        Bytes stay in place when the dimensions larger than 1 keep their order, as for NCHW to
+        NHWC with one channel or with H = W = 1.
+        """
+        shape = [t.shape[p] for p in perm]
+        out = self.new_tensor(name, shape, t.dtype, t.quant)
+        moved = [p for p in perm if t.shape[p] != 1]
+        if moved == sorted(moved):
+            self.emit("RESHAPE", [t], [out], ir.ReshapeAttrs(new_shape=tuple(shape)))
+            return out
         perm_t = self.const_tensor(f"{name}_perm", np.asarray(perm, np.int32), ir.DType.INT32)
         self.emit("TRANSPOSE", [t, perm_t], [out])
         return out
@@ -292,24 +351,26 @@ class Importer:
 
     # ---- outputs of QDQ float ops ---------------------------------------------------------
 
-    def float_output_quant(self, node: onnx.NodeProto) -> tuple[ir.Quantization, tuple[float | None, float | None],
-                                                                 list[onnx.NodeProto]]:
+    def float_output_quant(self, node: onnx.NodeProto, bias_add: onnx.NodeProto | None = None
+                           ) -> tuple[ir.Quantization, tuple[float | None, float | None], list[onnx.NodeProto]]:
         """Find the QuantizeLinear that quantizes a float op's output.
 
         Returns its quantization, the (min, max) of a Relu or Clip between the op and the
-        QuantizeLinear (fused into the op), and the nodes that the fusion consumed.
+        QuantizeLinear (fused into the op), and the nodes that the fusion consumed. `bias_add` is
+        a constant bias Add that reads the op's output and that the caller fuses; the search then
+        starts at the Add's output.
         """
-        out = node.output[0]
+        out = node.output[0] if bias_add is None else bias_add.output[0]
         readers = self.consumers.get(out, [])
         bounds: tuple[float | None, float | None] = (None, None)
-        fused: list[onnx.NodeProto] = []
+        fused: list[onnx.NodeProto] = [] if bias_add is None else [bias_add]
         if (len(readers) == 1 and readers[0].op_type in ("Relu", "Clip") and out not in self.output_names):
             act = readers[0]
             if act.op_type == "Relu":
                 bounds = (0.0, None)
             else:
                 bounds = self.clip_bounds(act)
-            fused = [act]
+            fused.append(act)
             out = act.output[0]
             readers = self.consumers.get(out, [])
         quantizers = [r for r in readers if r.op_type == "QuantizeLinear"]
@@ -416,11 +477,14 @@ class Importer:
                 self.emit(onnx_ir.ONNX_REQUANTIZE, [q.tensor], [out], onnx_ir.OnnxRequantizeAttrs(0, 255))
                 q.tensor.name = f"{name}_s8"
                 return out
-            if q is not v or q.tensor in self.inputs:
-                if q.tensor in self.inputs or any(q.tensor is o for o in self.inputs):
+            if q is not v or any(q.tensor is o for o in self.inputs):
+                if any(q.tensor is o for o in self.inputs):
                     raise UnsupportedModelError(f"graph output '{name}' is a graph input; there is nothing to compute")
-                v.tensor.name = f"{name}_nhwc"
+                if not any(v.tensor is o for o in self.inputs):
+                    v.tensor.name = f"{name}_nhwc"
                 q.tensor.name = name
+            elif q.tensor.name != name and q.tensor.name not in self.output_names:
+                q.tensor.name = name  # the float op's tensor is the QuantizeLinear's output
             return q.tensor
         if isinstance(v, FloatValue):
             raise UnsupportedModelError(f"graph output '{name}' is a graph input; there is nothing to compute")

@@ -9,6 +9,8 @@ ONNX Runtime does, else the ONNX-only ops of `onnx_ir`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 from onnx import helper
@@ -17,9 +19,9 @@ from onnx.reference import ReferenceEvaluator
 from tinycompile import ir
 from tinycompile.frontends import onnx_ir
 from tinycompile.frontends.onnx import MICROSOFT_DOMAIN, QUANTIZE_HINT, OnnxFloatModelError, OnnxUnsupportedOpError
-from tinycompile.frontends.onnx_import import (BIAS_SCALE_RTOL, NCHW_TO_NHWC, UINT8_SHIFT, ConstValue, DQValue,
-                                               FloatValue, Importer, Layout, Pending, QValue, _quant, ceil_div,
-                                               round_half_even_quantize, same_quant)
+from tinycompile.frontends.onnx_import import (BIAS_SCALE_RTOL, NCHW_TO_NHWC, NHWC_TO_NCHW, UINT8_SHIFT, ConstValue,
+                                               DQValue, FloatValue, Importer, Layout, Pending, QValue, Value, _quant,
+                                               ceil_div, round_half_even_quantize, same_quant)
 
 NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # NCHW axis -> its position in NHWC
 
@@ -123,6 +125,26 @@ def _axis_attr(im: Importer, node: onnx.NodeProto, rank: int) -> int:
     return axis % rank if rank else 0
 
 
+def _check_axis(im: Importer, node: onnx.NodeProto, data: np.ndarray, scale_size: int) -> None:
+    """Reject a per-axis Quantize/DequantizeLinear whose axis the ONNX definition does not allow.
+
+    ONNX Runtime refuses such a model, so there is no reference to compile it against.
+    """
+    if scale_size <= 1:
+        return  # per tensor: the axis is ignored
+    axis = int(attributes(node).get("axis", 1))
+    rank = data.ndim
+    fits = [i for i, d in enumerate(data.shape) if d == scale_size]
+    hint = f"set the axis attribute to {fits[0]}, the dimension with {scale_size} entries" if fits else \
+        "give it one scale per entry of the quantized axis"
+    if not -rank <= axis < rank:
+        raise im.fail(node, f"quantizes '{node.input[0]}' of shape {list(data.shape)} per axis with axis {axis}, "
+                            f"outside the valid range {-rank} to {rank - 1}; {hint}")
+    if data.shape[axis % rank] != scale_size:
+        raise im.fail(node, f"has {scale_size} scales for axis {axis} of '{node.input[0]}', which has "
+                            f"{data.shape[axis % rank]} entries; {hint}")
+
+
 def _quantize_linear(im: Importer, node: onnx.NodeProto) -> None:
     v = im.value(node, node.input[0])
     out = node.output[0]
@@ -130,6 +152,7 @@ def _quantize_linear(im: Importer, node: onnx.NodeProto) -> None:
         data = np.asarray(v.data)
         axis = _axis_attr(im, node, data.ndim)
         quant, dtype = im.quant_params(node, 1, 2, allow_per_axis=True, axis=axis)
+        _check_axis(im, node, data, quant.scale.size)
         scale, zp = quant.scale, quant.zero_point
         if scale.size > 1:
             shape = [1] * data.ndim
@@ -175,6 +198,7 @@ def _dequantize_linear(im: Importer, node: onnx.NodeProto) -> None:
             quant = _quant(scale, np.broadcast_to(zero_point, scale.shape), axis)
         else:
             quant, _ = im.quant_params(node, 1, 2, allow_per_axis=True, axis=axis)
+        _check_axis(im, node, data, quant.scale.size)
         im.values[out] = DQValue(im.quantized_const(node, data, quant, node.input[0]))
         return
     if not isinstance(v, QValue):
@@ -241,39 +265,138 @@ def _tflite_padding(in_hw, kernel, strides, dilations, pads, out_hw) -> ir.Paddi
     return ir.Padding.SAME if all(same) else None
 
 
-def _bias_values(im: Importer, node: onnx.NodeProto, index: int, input_scale: float, weight_scale: np.ndarray,
-                 channels: int, beta: float = 1.0) -> np.ndarray | None:
-    """Return the int32 bias in the accumulator's scale input_scale * weight_scale[c]."""
-    if index >= len(node.input) or not node.input[index]:
+@dataclass
+class BiasInput:
+    """One constant added to an accumulator: an op's own bias input or a fused bias Add's operand.
+
+    The constant broadcasts against `out_shape` (the op's ONNX output shape) and may vary only
+    along `axis`, the output-channel axis (None: it must hold one value).
+    """
+
+    name: str
+    value: Value
+    out_shape: tuple[int, ...]
+    axis: int | None
+    beta: float = 1.0
+
+
+def _bias_input(im: Importer, node: onnx.NodeProto, index: int | None, out_shape, axis: int | None,
+                beta: float = 1.0) -> BiasInput | None:
+    if index is None or index >= len(node.input) or not node.input[index]:
         return None
-    v = im.value(node, node.input[index])
-    expected = (np.float32(input_scale) * np.broadcast_to(np.asarray(weight_scale, np.float32), (channels,))).astype(np.float64)
-    if isinstance(v, DQValue) and v.q.tensor.is_constant:
-        data = v.q.tensor.data.astype(np.float64).reshape(-1)
-        quant = v.q.tensor.quant
-        real = (data - quant.zero_point.astype(np.float64)) * quant.scale.astype(np.float64) * beta
-    elif isinstance(v, QValue) and v.tensor.is_constant and v.tensor.dtype == ir.DType.INT32:
-        data = v.tensor.data.astype(np.float64).reshape(-1)
-        if beta == 1.0:
-            return np.broadcast_to(data, (channels,)).astype(np.int32)
-        real = data * expected * beta
-    elif isinstance(v, ConstValue) and np.asarray(v.data).dtype == np.int32:
-        data = np.asarray(v.data).astype(np.float64).reshape(-1)
-        if beta == 1.0:
-            return np.broadcast_to(data, (channels,)).astype(np.int32)
-        real = data * expected * beta
-    elif isinstance(v, ConstValue):
-        real = np.asarray(v.data, np.float64).reshape(-1) * beta
+    name = node.input[index]
+    return BiasInput(name, im.value(node, name), tuple(out_shape), axis, beta)
+
+
+def _channel_vector(im: Importer, node: onnx.NodeProto, bias: BiasInput, data: np.ndarray) -> np.ndarray:
+    """Return `data` as one value per output channel, or fail if it varies along another axis."""
+    rank = len(bias.out_shape)
+    channels = 1 if bias.axis is None else bias.out_shape[bias.axis]
+    if data.ndim > rank:
+        aligned = None
     else:
-        raise im.fail(node, f"bias '{node.input[index]}' must be a constant")
-    real = np.broadcast_to(real, (channels,))
-    if isinstance(v, DQValue) and v.q.tensor.dtype == ir.DType.INT32 and beta == 1.0:
-        scales = np.broadcast_to(v.q.tensor.quant.scale.astype(np.float64), (channels,))
-        if np.allclose(scales, expected, rtol=BIAS_SCALE_RTOL, atol=0) and not np.any(v.q.tensor.quant.zero_point):
-            return np.broadcast_to(data, (channels,)).astype(np.int32)
-    # NOTE: a bias in another scale (or a float bias) is rounded into the accumulator's scale here,
-    # which can move results by one step against a reference that adds it in float.
-    return np.clip(np.rint(real / expected), -2**31, 2**31 - 1).astype(np.int32)
+        aligned = (1,) * (rank - data.ndim) + tuple(data.shape)
+    if aligned is None or any(d != 1 and (i != bias.axis or d != channels) for i, d in enumerate(aligned)):
+        raise im.fail(node, f"bias '{bias.name}' has shape {list(data.shape)}, which is not one value per channel "
+                            f"of the output {list(bias.out_shape)}; only per-channel biases are supported")
+    return np.broadcast_to(np.asarray(data).reshape(-1), (channels,))
+
+
+def _bias_term(im: Importer, node: onnx.NodeProto, bias: BiasInput, expected: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Return (int32 values, True) for a bias stored in the accumulator's scale, else (real values, False)."""
+    v = bias.value
+    if isinstance(v, DQValue) and v.q.tensor.is_constant:
+        t = v.q.tensor
+        data = _channel_vector(im, node, bias, t.data).astype(np.float64)
+        scale = _channel_vector(im, node, bias, t.quant.scale.reshape(_quant_shape(t))).astype(np.float64)
+        zero = _channel_vector(im, node, bias, t.quant.zero_point.reshape(_quant_shape(t))).astype(np.float64)
+        if (t.dtype == ir.DType.INT32 and bias.beta == 1.0 and not np.any(zero)
+                and np.allclose(scale, expected, rtol=BIAS_SCALE_RTOL, atol=0)):
+            return data.astype(np.int64), True
+        return (data - zero) * scale * bias.beta, False
+    if isinstance(v, QValue) and v.tensor.is_constant and v.tensor.dtype == ir.DType.INT32:
+        data = _channel_vector(im, node, bias, v.tensor.data)
+    elif isinstance(v, ConstValue) and np.asarray(v.data).dtype == np.int32:
+        data = _channel_vector(im, node, bias, np.asarray(v.data))
+    elif isinstance(v, ConstValue) and np.issubdtype(np.asarray(v.data).dtype, np.floating):
+        return _channel_vector(im, node, bias, np.asarray(v.data)).astype(np.float64) * bias.beta, False
+    else:
+        raise im.fail(node, f"bias '{bias.name}' must be a constant: an int32 or float initializer, or the "
+                            "DequantizeLinear of one")
+    # A plain int32 bias is already in the accumulator's scale (QLinearConv, QGemm, ConvInteger).
+    if bias.beta == 1.0:
+        return data.astype(np.int64), True
+    return data.astype(np.float64) * expected * bias.beta, False
+
+
+def _quant_shape(t: ir.Tensor) -> tuple[int, ...]:
+    """Return the shape that a tensor's scales broadcast as: () per tensor, else along its axis."""
+    if t.quant.scale.size == 1:
+        return ()
+    shape = [1] * len(t.shape)
+    shape[t.quant.axis] = t.quant.scale.size
+    return tuple(shape) if len(t.shape) > 0 else (t.quant.scale.size,)
+
+
+def _bias_values(im: Importer, node: onnx.NodeProto, biases: list[BiasInput | None], input_scale: float,
+                 weight_scale: np.ndarray, channels: int) -> np.ndarray | None:
+    """Return the int32 bias in the accumulator's scale input_scale * weight_scale[c], or None.
+
+    `biases` are the op's own bias input and a fused bias Add's constant, and their sum is
+    stored. A bias already in that scale is kept as it is. A float bias, or one in another
+    scale, is rounded half to even into it, as quantize_static quantizes biases. This may move a
+    result by one step against a reference that adds the bias in float.
+    """
+    biases = [b for b in biases if b is not None]
+    if not biases:
+        return None
+    expected = (np.float32(input_scale)
+                * np.broadcast_to(np.asarray(weight_scale, np.float32), (channels,))).astype(np.float64)
+    terms = [_bias_term(im, node, b, expected) for b in biases]
+    if all(exact for _, exact in terms):
+        total = np.sum([values for values, _ in terms], axis=0)
+    else:
+        if not np.all(expected > 0):
+            raise im.fail(node, "has a float bias but a zero weight or input scale, so the bias cannot be "
+                                "stored in the accumulator's scale")
+        real = np.sum([values * expected if exact else values for values, exact in terms], axis=0)
+        total = np.rint(real / expected)
+    if np.any(total < -2**31) or np.any(total > 2**31 - 1):
+        names = ", ".join(f"'{b.name}'" for b in biases)
+        raise im.fail(node, f"bias {names} does not fit int32 in the accumulator's scale input_scale * weight_scale "
+                            f"(largest value {float(np.max(np.abs(total))):.3g}); requantize the model with "
+                            "larger weight or input scales")
+    return total.astype(np.int32)
+
+
+def _find_bias_add(im: Importer, node: onnx.NodeProto) -> onnx.NodeProto | None:
+    """Return the Add that adds a constant to a QDQ float op's output before its QuantizeLinear.
+
+    tf2onnx writes TFLite's FULLY_CONNECTED as MatMul followed by an Add of the dequantized int32
+    bias. The Add is fused into the product as its bias, as quantize_static folds biases into Gemm.
+    """
+    out = node.output[0]
+    readers = im.consumers.get(out, [])
+    if out in im.output_names or len(readers) != 1:
+        return None
+    add = readers[0]
+    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2 or add.input[0] == add.input[1]:
+        return None
+    other = add.input[1] if add.input[0] == out else add.input[0]
+    v = im.constant_early(other)
+    if isinstance(v, ConstValue) and np.issubdtype(np.asarray(v.data).dtype, np.floating):
+        return add
+    if isinstance(v, DQValue):
+        return add
+    return None
+
+
+def _fused_bias(im: Importer, add: onnx.NodeProto | None, op_output: str, out_shape, axis: int | None
+                ) -> BiasInput | None:
+    if add is None:
+        return None
+    other = add.input[1] if add.input[0] == op_output else add.input[0]
+    return BiasInput(other, im.value(add, other), tuple(out_shape), axis)
 
 
 def _activation(bounds, quant: ir.Quantization) -> ir.Activation | None:
@@ -295,10 +418,10 @@ def _emit_clamp(im: Importer, out: QValue, bounds, name: str) -> QValue:
 
 
 def _output_spec(im: Importer, node: onnx.NodeProto, qdq: bool, scale_index: int | None = None,
-                 zp_index: int | None = None):
+                 zp_index: int | None = None, bias_add: onnx.NodeProto | None = None):
     """Return (quant, dtype, bounds, fused nodes, output name) of a QDQ float op or a QOperator op."""
     if qdq:
-        quant, bounds, fused = im.float_output_quant(node)
+        quant, bounds, fused = im.float_output_quant(node, bias_add)
         return quant, ir.DType.INT8, bounds, fused, node.output[0]
     if scale_index is None:
         return None, ir.DType.INT32, (None, None), [], node.output[0]
@@ -316,6 +439,7 @@ def _finish(im: Importer, node: onnx.NodeProto, qdq: bool, out: QValue, fused) -
 def _conv(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     op = node.op_type
     attrs = attributes(node)
+    bias_add = None  # a constant Add after a QDQ Conv, fused as its bias
     if op == "QLinearConv":
         x = im.qinput(node, 0)
         x_quant, x_type = im.quant_params(node, 1, 2)
@@ -337,7 +461,8 @@ def _conv(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     else:
         x = im.qinput(node, 0)
         w_index, w_quant_indices, bias_index = 1, None, 2
-        out_spec = _output_spec(im, node, qdq)
+        bias_add = _find_bias_add(im, node) if qdq else None
+        out_spec = _output_spec(im, node, qdq, bias_add=bias_add)
     quant, out_type, bounds, fused, out_name = out_spec
     x_quant = im.raw_quant(x)
     if len(x.onnx_shape) != 4:
@@ -357,7 +482,9 @@ def _conv(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     x = im.to_layout(x, Layout.NHWC)
     w_quant = w.quant
     weight_zp = np.asarray(w_quant.zero_point, np.int64)
-    bias = _bias_values(im, node, bias_index, x_quant.scalar_scale, w_quant.scale, out_c) if bias_index else None
+    biases = [_bias_input(im, node, bias_index, (out_c,), 0),
+              _fused_bias(im, bias_add, node.output[0], (n, out_c, out_h, out_w), 1)]
+    bias = _bias_values(im, node, biases, x_quant.scalar_scale, w_quant.scale, out_c)
     bias_t = im.const_tensor(f"{out_name}_bias", bias, ir.DType.INT32) if bias is not None else None
     ohwi = np.transpose(w.data, (0, 2, 3, 1))
     out_dtype = ir.DType.INT8 if quant is not None else ir.DType.INT32
@@ -415,6 +542,7 @@ def _matmul(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     beta = float(attrs.get("beta", 1.0))
     trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
     bias_index = None
+    bias_add = None  # a constant Add after a QDQ Gemm or MatMul, fused as its bias
     if op == "QLinearMatMul":
         a = im.qinput(node, 0)
         im.ensure_quant(a, im.quant_params(node, 1, 2)[0])
@@ -441,7 +569,8 @@ def _matmul(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
         a = im.qinput(node, 0)
         b_index, b_quant_indices = 1, None
         bias_index = 2 if op == "Gemm" else None
-        spec = _output_spec(im, node, qdq)
+        bias_add = _find_bias_add(im, node) if qdq else None
+        spec = _output_spec(im, node, qdq, bias_add=bias_add)
     quant, out_type, bounds, fused, out_name = spec
     a = im.plain(a)
     a_quant = im.raw_quant(a)
@@ -493,8 +622,10 @@ def _matmul(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
         raise im.fail(node, f"alpha {alpha} with a non-constant B is not supported")
     out_shape = _matmul_shape(a_shape, b_shape)
     out_dtype = ir.DType.INT8 if quant is not None else ir.DType.INT32
-    bias = _bias_values(im, node, bias_index, a_quant.scalar_scale, weight_scales, n_cols, beta) \
-        if bias_index is not None else None
+    channel_axis = len(out_shape) - 1 if len(b_shape) > 1 else None
+    biases = [_bias_input(im, node, bias_index, out_shape, channel_axis, beta),
+              _fused_bias(im, bias_add, node.output[0], out_shape, channel_axis)]
+    bias = _bias_values(im, node, biases, a_quant.scalar_scale, weight_scales, n_cols)
     bias_t = im.const_tensor(f"{out_name}_bias", bias, ir.DType.INT32) if bias is not None else None
     y = im.new_tensor(out_name, out_shape, out_dtype, quant)
     b_zp = np.asarray(w_quant.zero_point, np.int64)
@@ -705,11 +836,15 @@ def _pool(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
 
 
 def _passthrough_quant(im: Importer, node: onnx.NodeProto, qdq: bool, x: QValue):
-    """Output quantization of a data-movement op: the QuantizeLinear's if there is one, else the input's."""
+    """Output quantization of a data-movement op: the QuantizeLinear's if there is one, else the input's.
+
+    None when the input is an integer tensor without a scale yet: the output then shares the
+    quantization that a later DequantizeLinear gives either of them (`Importer.share_quant`).
+    """
     readers = im.consumers.get(node.output[0], [])
     if qdq and readers and all(r.op_type == "QuantizeLinear" for r in readers):
         return im.quant_params(readers[0], 1, 2)[0]
-    return im.raw_quant(x)
+    return x.tensor.quant
 
 
 def _reshape(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
@@ -750,6 +885,7 @@ def _reshape(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     y = im.new_tensor(node.output[0], new_shape, ir.DType.INT8, x.tensor.quant)
     im.emit("RESHAPE", [x.tensor], [y], ir.ReshapeAttrs(new_shape=tuple(new_shape)))
     out = QValue(y, Layout.PLAIN, x.onnx_type)
+    im.share_quant(x, out)
     if not same_quant(quant, x.tensor.quant):
         out = _requantize(im, out, quant, f"{node.output[0]}_requantized", out.onnx_type)
     _finish_movement(im, node, qdq, out)
@@ -777,6 +913,12 @@ def _transpose(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     perm = list(attributes(node).get("perm", list(reversed(range(rank)))))
     stored_perm = [NCHW_TO_NHWC.index(p) for p in perm] if x.layout == Layout.NHWC else perm
     quant = _passthrough_quant(im, node, qdq, x)
+    if (rank == 4 and perm == list(NHWC_TO_NCHW) and x.layout == Layout.PLAIN and not x.tensor.is_constant
+            and same_quant(quant, x.tensor.quant)):
+        # NHWC to NCHW, as tf2onnx writes before a convolution: the stored tensor already is the
+        # NHWC form of the result, so the result is the same tensor in the NHWC layout.
+        _finish_movement(im, node, qdq, QValue(x.tensor, Layout.NHWC, x.onnx_type, x.source_uint8))
+        return
     if stored_perm == list(range(rank)):
         out_shape = tuple(x.tensor.shape)
         y = im.new_tensor(node.output[0], out_shape, ir.DType.INT8, x.tensor.quant)
@@ -784,6 +926,7 @@ def _transpose(im: Importer, node: onnx.NodeProto, qdq: bool) -> None:
     else:
         y = im.transpose(x.tensor, stored_perm, node.output[0])
     out = QValue(y, Layout.PLAIN, x.onnx_type)
+    im.share_quant(x, out)
     if not same_quant(quant, x.tensor.quant):
         out = _requantize(im, out, quant, f"{node.output[0]}_requantized", out.onnx_type)
     _finish_movement(im, node, qdq, out)
