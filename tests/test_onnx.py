@@ -3,13 +3,16 @@
 Whole models are built here with onnx.helper, quantized with onnxruntime's quantize_static in QDQ
 and QOperator form, compiled, run on the host and compared with ONNX Runtime (graph
 optimizations off) within the default tolerance of one quantization step.
+
+The public int8 TFLite models exported by tf2onnx (tests/models/onnx, written by
+tools/make_onnx_exports.py) must plan an arena within 5% of their TFLite originals and match
+ONNX Runtime. Small hand-built models cover the tf2onnx patterns one at a time.
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,8 +26,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,  # noqa: E402
                                       quantize_static)
 
-from conftest import REPO, SHARED_MODELS, run_cli  # noqa: E402
-from tinycompile.compiler import compile_graph, load_model  # noqa: E402
+from conftest import REPO, run_cli, shared_model  # noqa: E402
+from tinycompile.compiler import CompileOptions, compile_graph, load_model  # noqa: E402
 from tinycompile.errors import TinyCompileError  # noqa: E402
 from tinycompile.frontends.onnx import (OnnxDynamicShapeError, OnnxExternalDataError,  # noqa: E402
                                         OnnxFloatModelError, OnnxUnsupportedOpError)
@@ -352,34 +355,250 @@ def test_missing_external_data(quantized_models, tmp_path: Path):
     assert_one_line_error(run_cli("compile", path, "-o", tmp_path / "out"), "weights.bin", "not found")
 
 
-# ---- parity with TFLite ---------------------------------------------------------------------------
+# ---- TFLite models exported by tf2onnx ---------------------------------------------------------
 
 TF_PYTHON = REPO / ".venv-tf" / "bin" / "python"
+ONNX_EXPORTS = REPO / "tests" / "models" / "onnx"
+PLAN_SIZE_RTOL = 0.05
+EXPORT_SAMPLES = 8
+
+
+def load_export_tool():
+    """Import tools/make_onnx_exports.py, which converts the models and lists them."""
+    spec = importlib.util.spec_from_file_location("make_onnx_exports", REPO / "tools" / "make_onnx_exports.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+EXPORT_TOOL = load_export_tool()
+EXPORT_NAMES = [e.name for e in EXPORT_TOOL.EXPORTS]
+
+
+def export_source(name: str) -> Path:
+    export = next(e for e in EXPORT_TOOL.EXPORTS if e.name == name)
+    return shared_model(export.tflite)
+
+
+def compile_export(onnx_path: Path, tflite_graph, options: CompileOptions | None = None):
+    """Compile an export for the TFLite model's input shape.
+
+    tf2onnx leaves the batch dimension dynamic, so it is fixed as --input-shape would fix it.
+    """
+    onnx_input = onnx.load(str(onnx_path)).graph.input[0].name
+    return compile_graph(load_model(onnx_path, {onnx_input: tuple(tflite_graph.inputs[0].shape)}), options)
+
+
+def assert_plan_sizes_close(tflite_arena: int, onnx_arena: int, name: str) -> None:
+    # Both plans use the default compile options, yet they may differ. The TFLite frontend's
+    # CONV_2D runs the specialized kernels, whose im2col scratch buffer counts in the arena.
+    # The ONNX frontend lowers Conv to the ONNX kernel (float requantization, as in ONNX
+    # Runtime), which needs no scratch. An export may also keep layout transposes of its own.
+    assert abs(onnx_arena - tflite_arena) <= PLAN_SIZE_RTOL * tflite_arena, (
+        f"{name}: TFLite arena {tflite_arena} bytes, ONNX export {onnx_arena} bytes")
+
+
+@pytest.mark.parametrize("name", EXPORT_NAMES)
+def test_tflite_and_onnx_export_plan_sizes(name: str):
+    tflite_graph = load_model(export_source(name))
+    tflite_arena = compile_graph(tflite_graph).arena_size
+    onnx_arena = compile_export(ONNX_EXPORTS / f"{name}.onnx", tflite_graph).arena_size
+    assert_plan_sizes_close(tflite_arena, onnx_arena, name)
+    # Without the scratch of the specialized kernels the two plans are the same size: the
+    # export adds no tensor that the TFLite model does not have.
+    portable = CompileOptions(kernels="portable")
+    assert compile_export(ONNX_EXPORTS / f"{name}.onnx", tflite_graph, portable).arena_size == \
+        compile_graph(tflite_graph, portable).arena_size
+
+
+@pytest.mark.parametrize("name", EXPORT_NAMES)
+def test_onnx_export_matches_onnxruntime(name: str):
+    path = ONNX_EXPORTS / f"{name}.onnx"
+    inputs = []
+    if name == "kws_ds_cnn":
+        inputs = [shared_model("mlperf_tiny/inputs/kws_input0_int8_49x10.bin")]
+    tflite_shape = tuple(load_model(export_source(name)).inputs[0].shape)
+    result = verify_model(path, samples=EXPORT_SAMPLES, inputs=inputs,
+                          input_shapes={onnx.load(str(path)).graph.input[0].name: tflite_shape})
+    assert result.reference == "onnxruntime"
+    assert result.tolerance == 1
+    assert result.samples == EXPORT_SAMPLES + len(inputs)
+    for output in result.outputs:
+        assert output.mismatches == 0, (f"{name} {output.name}: {output.mismatches} of {output.elements} differ by "
+                                        f"more than one step (max |diff| {output.max_abs_diff})")
+
+
+def test_onnx_export_lowering():
+    # tf2onnx's MatMul + bias Add becomes one ONNX_MATMUL, and its Transpose of the NHWC input
+    # before the first Conv costs no operator: the input already is the NHWC form of its result.
+    graph = load_model(ONNX_EXPORTS / "resnet8.onnx", {"input_1_int8": (1, 32, 32, 3)})
+    ops = [op.op_type for op in graph.operators]
+    assert ops[0] == "ONNX_CONV"
+    assert "TRANSPOSE" not in ops
+    assert ops[-2:] == ["ONNX_MATMUL", "ONNX_SOFTMAX"]
+    assert "ADD" in ops  # the residual additions stay
+    assert graph.operators[-2].inputs[2] is not None  # the fused bias
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=TinyCompileError,
-                   reason="tf2onnx writes MatMul followed by a float bias Add before QuantizeLinear, "
-                          "a QDQ pattern the frontend does not fuse yet")
-def test_tflite_and_onnx_export_plan_sizes(tmp_path: Path):
-    tflite_model = SHARED_MODELS / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
-    if not tflite_model.is_file():
-        pytest.skip(f"{tflite_model} is not present")
-    if not TF_PYTHON.is_file() or subprocess.run([str(TF_PYTHON), "-c", "import tf2onnx"],
-                                                capture_output=True).returncode != 0:
-        pytest.skip("tf2onnx is not installed in .venv-tf")
-    onnx_model = tmp_path / "resnet8.onnx"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    converted = subprocess.run([str(TF_PYTHON), "-m", "tf2onnx.convert", "--tflite", str(tflite_model),
-                                "--output", str(onnx_model), "--opset", "13"],
-                               capture_output=True, text=True, env=env, timeout=600)
-    assert converted.returncode == 0, converted.stderr[-2000:]
-    tflite_arena = compile_graph(load_model(tflite_model)).arena_size
-    # tf2onnx leaves the batch dimension dynamic; fix it to the TFLite model's batch of 1.
-    tflite_input = load_model(tflite_model).inputs[0]
-    onnx_input = onnx.load(str(onnx_model)).graph.input[0].name
-    onnx_arena = compile_graph(load_model(onnx_model, {onnx_input: tflite_input.shape})).arena_size
-    assert abs(onnx_arena - tflite_arena) <= 0.05 * tflite_arena, (tflite_arena, onnx_arena)
+def test_tf2onnx_exports_reproduce(tmp_path: Path):
+    # Converts all five models afresh in one TensorFlow process (a few seconds) and checks that
+    # each compiles like its committed export in tests/models/onnx, which the tests above use.
+    if not EXPORT_TOOL.tf2onnx_available(TF_PYTHON):
+        pytest.skip(f"{TF_PYTHON} with tensorflow and tf2onnx is missing; the committed exports are tested instead")
+    jobs = [(export_source(name), tmp_path / f"{name}.onnx") for name in EXPORT_NAMES]
+    EXPORT_TOOL.convert(TF_PYTHON, jobs)
+    for name, (source, fresh) in zip(EXPORT_NAMES, jobs):
+        tflite_graph = load_model(source)
+        tflite_arena = compile_graph(tflite_graph).arena_size
+        fresh_compiled = compile_export(fresh, tflite_graph)
+        committed = compile_export(ONNX_EXPORTS / f"{name}.onnx", tflite_graph)
+        assert_plan_sizes_close(tflite_arena, fresh_compiled.arena_size, name)
+        assert [op.op_type for op in fresh_compiled.graph.operators] == \
+            [op.op_type for op in committed.graph.operators], f"{name}: regenerate with tools/make_onnx_exports.py"
+        assert fresh_compiled.arena_size == committed.arena_size, name
+
+
+# ---- tf2onnx patterns ----------------------------------------------------------------------------
+
+
+def int8_tensor(rng, name: str, shape) -> TensorProto:
+    return numpy_helper.from_array(rng.integers(-127, 128, shape).astype(np.int8), name)
+
+
+def scalar(name: str, value, dtype) -> TensorProto:
+    return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+
+def save_int8_model(path: Path, nodes, x_shape, y_shape, initializers, opset: int = 13) -> Path:
+    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.INT8, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, y_shape)], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def matmul_bias_model(path: Path, bias: str, bias_shape=(10,), bias_first: bool = False,
+                      bias_values: np.ndarray | None = None) -> Path:
+    """int8 x -> DQ -> MatMul -> Add(bias) -> Relu -> Q, as tf2onnx writes FULLY_CONNECTED.
+
+    `bias` is "int32" (DequantizeLinear of int32 data in scale s_x * s_w) or "float" (a float
+    initializer). The bias DequantizeLinear comes after the MatMul in the file.
+    """
+    rng = np.random.default_rng(SEED + 3)
+    s_x, s_w, s_y = 0.05, 0.02, 0.1
+    values = rng.standard_normal(bias_shape).astype(np.float32) * 0.5 if bias_values is None else bias_values
+    initializers = [int8_tensor(rng, "w", [16, 10]), scalar("s_x", s_x, np.float32), scalar("zp_x", 3, np.int8),
+                    scalar("s_w", s_w, np.float32), scalar("zp_w", 0, np.int8), scalar("s_y", s_y, np.float32),
+                    scalar("zp_y", -5, np.int8)]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s_x", "zp_x"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "s_w", "zp_w"], ["wf"]),
+             helper.make_node("MatMul", ["xf", "wf"], ["mm"])]
+    bias_nodes = []
+    if bias == "int32":
+        s_b = np.float32(s_x) * np.float32(s_w)
+        initializers += [numpy_helper.from_array(np.rint(values / s_b).astype(np.int32), "b"),
+                         scalar("s_b", s_b, np.float32), scalar("zp_b", 0, np.int32)]
+        bias_nodes = [helper.make_node("DequantizeLinear", ["b", "s_b", "zp_b"], ["bf"])]
+    else:
+        initializers.append(numpy_helper.from_array(values, "bf"))
+    nodes += bias_nodes
+    nodes += [helper.make_node("Add", ["bf", "mm"] if bias_first else ["mm", "bf"], ["sum"]),
+              helper.make_node("Relu", ["sum"], ["act"]),
+              helper.make_node("QuantizeLinear", ["act", "s_y", "zp_y"], ["y"])]
+    return save_int8_model(path, nodes, [4, 16], [4, 10], initializers)
+
+
+@pytest.mark.parametrize("bias, bias_first", [("int32", False), ("float", True)])
+def test_matmul_bias_add_fused(tmp_path: Path, bias: str, bias_first: bool):
+    path = matmul_bias_model(tmp_path / f"mm_{bias}.onnx", bias, bias_first=bias_first)
+    graph = load_model(path)
+    assert [op.op_type for op in graph.operators] == ["ONNX_MATMUL"]
+    assert graph.operators[0].inputs[2] is not None
+    result = verify_model(path, samples=SAMPLES)
+    assert_within_tolerance(result)
+
+
+def test_conv_bias_add_fused(tmp_path: Path):
+    # NHWC int8 input, Transpose to NCHW, Conv without bias, Add of a [C, 1, 1] float constant.
+    rng = np.random.default_rng(SEED + 4)
+    initializers = [int8_tensor(rng, "w", [6, 3, 3, 3]), scalar("s_x", 0.04, np.float32), scalar("zp_x", 0, np.int8),
+                    numpy_helper.from_array(np.full(6, 0.01, np.float32), "s_w"),
+                    numpy_helper.from_array(np.zeros(6, np.int8), "zp_w"),
+                    numpy_helper.from_array(rng.standard_normal([6, 1, 1]).astype(np.float32), "b"),
+                    scalar("s_y", 0.08, np.float32), scalar("zp_y", 2, np.int8)]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+             helper.make_node("DequantizeLinear", ["xt", "s_x", "zp_x"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "s_w", "zp_w"], ["wf"], axis=0),
+             helper.make_node("Conv", ["xf", "wf"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "b"], ["sum"]),
+             helper.make_node("QuantizeLinear", ["sum", "s_y", "zp_y"], ["y"])]
+    path = save_int8_model(tmp_path / "conv_bias.onnx", nodes, [1, 8, 8, 3], [1, 6, 8, 8], initializers)
+    graph = load_model(path)
+    # The input Transpose costs nothing; the NCHW output needs one.
+    assert [op.op_type for op in graph.operators] == ["ONNX_CONV", "TRANSPOSE"]
+    assert_within_tolerance(verify_model(path, samples=SAMPLES))
+
+
+def test_reshape_of_int8_input_takes_its_quantization(tmp_path: Path):
+    # tf2onnx turns a one-channel NHWC input into NCHW with a Reshape on the int8 data. The
+    # DequantizeLinear after it gives the graph input its scale, and no byte needs to move.
+    rng = np.random.default_rng(SEED + 5)
+    initializers = [numpy_helper.from_array(np.asarray([1, 1, 6, 5], np.int64), "shape"),
+                    int8_tensor(rng, "w", [4, 1, 3, 3]), scalar("s_x", 0.03, np.float32), scalar("zp_x", -2, np.int8),
+                    scalar("s_w", 0.02, np.float32), scalar("zp_w", 0, np.int8), scalar("s_y", 0.05, np.float32),
+                    scalar("zp_y", 0, np.int8)]
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["xr"]),
+             helper.make_node("DequantizeLinear", ["xr", "s_x", "zp_x"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "s_w", "zp_w"], ["wf"]),
+             helper.make_node("Conv", ["xf", "wf"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "s_y", "zp_y"], ["y"])]
+    path = save_int8_model(tmp_path / "reshape_input.onnx", nodes, [1, 6, 5, 1], [1, 4, 6, 5], initializers)
+    graph = load_model(path)
+    assert "TRANSPOSE" not in [op.op_type for op in graph.operators][:-1]
+    assert graph.inputs[0].quant.scalar_scale == pytest.approx(0.03)
+    assert_within_tolerance(verify_model(path, samples=SAMPLES))
+
+
+def test_bias_add_not_per_channel_rejected(tmp_path: Path):
+    path = matmul_bias_model(tmp_path / "mm_matrix_bias.onnx", "float", bias_shape=(4, 10))
+    with pytest.raises(TinyCompileError, match=r"bias 'bf' has shape \[4, 10\], which is not one value per channel"):
+        load_model(path)
+    assert_one_line_error(run_cli("compile", path, "-o", tmp_path / "out"), "'bf'", "per-channel")
+
+
+def test_bias_add_out_of_int32_range_rejected(tmp_path: Path):
+    path = matmul_bias_model(tmp_path / "mm_huge_bias.onnx", "float", bias_values=np.full(10, 1e8, np.float32))
+    with pytest.raises(TinyCompileError, match="does not fit int32"):
+        load_model(path)
+
+
+def test_dequantize_axis_outside_rank_rejected(tmp_path: Path):
+    # The person_detect export has this: TFLite's quantized_dimension 3 copied onto a 1-D bias.
+    rng = np.random.default_rng(SEED + 6)
+    initializers = [int8_tensor(rng, "w", [16, 10]), scalar("s_x", 0.05, np.float32), scalar("zp_x", 0, np.int8),
+                    scalar("s_w", 0.02, np.float32), scalar("zp_w", 0, np.int8), scalar("s_y", 0.1, np.float32),
+                    scalar("zp_y", 0, np.int8),
+                    numpy_helper.from_array(np.arange(10, dtype=np.int32), "b"),
+                    numpy_helper.from_array(np.full(10, 0.001, np.float32), "s_b"),
+                    numpy_helper.from_array(np.zeros(10, np.int32), "zp_b")]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s_x", "zp_x"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "s_w", "zp_w"], ["wf"]),
+             helper.make_node("DequantizeLinear", ["b", "s_b", "zp_b"], ["bf"], name="bias_dq", axis=3),
+             helper.make_node("MatMul", ["xf", "wf"], ["mm"]),
+             helper.make_node("Add", ["mm", "bf"], ["sum"]),
+             helper.make_node("QuantizeLinear", ["sum", "s_y", "zp_y"], ["y"])]
+    graph = helper.make_graph(nodes, "axis", [helper.make_tensor_value_info("x", TensorProto.INT8, [4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [4, 10])], initializers)
+    path = tmp_path / "axis.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    with pytest.raises(TinyCompileError, match="axis 3, outside the valid range -1 to 0"):
+        load_model(path)
+    assert_one_line_error(run_cli("compile", path, "-o", tmp_path / "out"), "bias_dq", "set the axis attribute to 0")
+    assert EXPORT_TOOL.repair_axes(path) == ["bias_dq"]
+    assert [op.op_type for op in load_model(path).operators] == ["ONNX_MATMUL"]
 
 
 def test_python_is_project_venv():
@@ -402,3 +621,21 @@ def test_whole_model_in_qemu(quantized_models, name: str, form: str):
     assert result.reference == "onnxruntime"
     assert result.tolerance == 1
     assert_within_tolerance(result)
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and gcc-arm-none-eabi (scripts/setup.sh installs them)")
+@pytest.mark.parametrize("name", ["resnet8", "person_detect"])
+def test_onnx_export_in_qemu(name: str):
+    from tinycompile.simulate import simulate_model
+
+    path = ONNX_EXPORTS / f"{name}.onnx"
+    shape = tuple(load_model(export_source(name)).inputs[0].shape)
+    result = simulate_model(path, board="qemu-m4", samples=3,
+                            input_shapes={onnx.load(str(path)).graph.input[0].name: shape})
+    assert result.reference == "onnxruntime"
+    assert result.tolerance == 1
+    for output in result.outputs:
+        assert output.mismatches == 0, (f"{name} {output.name}: {output.mismatches} of {output.elements} differ by "
+                                        f"more than one step (max |diff| {output.max_abs_diff})")
