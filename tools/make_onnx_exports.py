@@ -16,6 +16,8 @@ no change.
 
 Usage: .venv/bin/python tools/make_onnx_exports.py [--tf-python PATH] [--models DIR] [--out DIR]
 (run with the project's venv; the conversion itself runs under --tf-python, the .venv-tf one).
+With --compare it converts nothing and prints the arena of each TFLite model next to that of its
+export in --out, compiled with the default options (the table in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def convert(tf_python: Path, jobs: list[tuple[Path, Path]]) -> None:
             raise ConversionError(f"tf2onnx wrote no {dst}: {done.stderr.strip()[-2000:]}")
         changed = repair_axes(dst)
         if changed:
-            log.info("%s: set the axis of %d per-axis DequantizeLinear nodes on 1-D tensors to 0 (%s, ...)",
+            log.info("%s: repaired the out-of-range axis of %d per-axis Quantize/DequantizeLinear nodes (%s, ...)",
                      dst.name, len(changed), changed[0])
 
 
@@ -129,16 +131,44 @@ def repair_axes(path: Path) -> list[str]:
     return changed
 
 
+def compare_arenas(models: Path, exports: Path) -> list[str]:
+    """Compile each TFLite model and its export with the default options; return a Markdown table."""
+    from tinycompile.compiler import compile_graph, load_model
+
+    rows = ["| TFLite model | ONNX export | arena, TFLite (B) | arena, ONNX (B) | difference |",
+            "|---|---|---:|---:|---:|"]
+    for export in EXPORTS:
+        tflite_graph = load_model(models / export.tflite)
+        onnx_path = exports / f"{export.name}.onnx"
+        onnx_input = onnx.load(str(onnx_path)).graph.input[0].name
+        onnx_graph = load_model(onnx_path, {onnx_input: tuple(tflite_graph.inputs[0].shape)})
+        tflite_arena = compile_graph(tflite_graph).arena_size
+        onnx_arena = compile_graph(onnx_graph).arena_size
+        change = (onnx_arena - tflite_arena) / tflite_arena * 100
+        rows.append(f"| {Path(export.tflite).name} | {onnx_path.name} | {tflite_arena:,} | {onnx_arena:,} | "
+                    f"{change:+.1f}% |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tf-python", type=Path, default=DEFAULT_TF_PYTHON,
                         help="Python interpreter with tensorflow and tf2onnx (default: .venv-tf)")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="folder of the public TFLite models")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the .onnx files")
+    parser.add_argument("--compare", action="store_true",
+                        help="convert nothing; print the arenas of the TFLite models and of the exports in --out")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)  # this script's progress, without the compiler's INFO lines
+
+    if args.compare:
+        print("\n".join(compare_arenas(args.models, args.out)))
+        return 0
+
     if not tf2onnx_available(args.tf_python):
-        log.error("%s cannot import tf2onnx; install it there with pip install tf2onnx", args.tf_python)
+        log.error("%s is missing or lacks tensorflow and tf2onnx; install them there with "
+                  "pip install tensorflow-cpu tf2onnx, or pass another interpreter with --tf-python", args.tf_python)
         return 2
     jobs = []
     for export in EXPORTS:
@@ -147,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s is missing; pass the folder of the public models with --models", source)
             return 2
         jobs.append((source, args.out / f"{export.name}.onnx"))
+
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         convert(args.tf_python, jobs)
