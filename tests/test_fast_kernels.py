@@ -1,6 +1,6 @@
 """The specialized kernels against the portable ones and the reference interpreter.
 
-One graph holds many independent layers, each with its own input and output, with shapes chosen
+One graph contains many independent layers, each with its own input and output, with shapes chosen
 to reach every specialized path and its edges: channel counts that are not multiples of 4, odd
 widths and pixel counts, padding on every border, strides, dilations, depth multipliers, dead
 channels, every clamp range and both rounding modes. The graph is compiled twice, with the

@@ -1,6 +1,6 @@
 /*
- * Specialized int8 kernels of tinycompile, chosen by the compiler per layer from the shapes it
- * knows at compile time (see tinycompile/codegen/ops/specialize.py).
+ * Specialized int8 kernels of tinycompile, chosen by the compiler per layer from the shapes and
+ * constants fixed at compile time (see tinycompile/codegen/ops/specialize.py).
  *
  * Every kernel here gives the same bytes as the portable kernel of the same op in tc_kernels.h,
  * and so as TFLM's reference kernel. They differ in how they get there:
@@ -8,12 +8,14 @@
  *     K = filter_h * filter_w * in_c values, gathered two pixels at a time into a scratch buffer
  *     that the memory planner places in the arena (1x1 convolutions with stride 1 read their rows
  *     straight from the input where the instruction set allows);
- *   - the compiler packs weights into 32-bit words with every row padded to a multiple of four,
- *     and folds the input offset into the bias: sum(w * (x + off)) + b = sum(w * x) + (b + off * sum(w));
+ *   - the compiler stores weights in the layout each kernel reads (int16 rows for convolutions,
+ *     padded to a multiple of four values) and folds the input offset into the bias:
+ *     sum(w * (x + off)) + b = sum(w * x) + (b + off * sum(w));
  *   - requantization uses one rounding multiply-accumulate per output (tc_fast_requant) wherever
  *     the compiler proved that the accumulator cannot overflow the 31-bit form it needs.
- * Each kernel has three bodies selected by the preprocessor: Arm Helium (MVE, __ARM_FEATURE_MVE),
- * the Cortex-M DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, M55) and plain C for every
+ * The preprocessor selects each kernel's body: Arm Helium (MVE, __ARM_FEATURE_MVE) for the
+ * matrix multiplies of convolutions and fully connected layers, the Cortex-M DSP extension
+ * (__ARM_FEATURE_DSP: Cortex-M4, M7, M33, and M55 for the other kernels), and plain C for every
  * other target (Cortex-M0+, M3 and the host).
  */
 #ifndef TC_KERNELS_FAST_H
@@ -38,7 +40,7 @@
 #endif
 
 /*
- * How a kernel turns accumulators into int8 outputs (tc_fast_out.mode):
+ * Requantization modes of the output stage (tc_fast_out.mode):
  *   TC_RQ_EXACT:  tc_requantize, the rounding that TC_SINGLE_ROUNDING selects (any accumulator);
  *   TC_RQ_DOUBLE: tc_requantize_double, TFLM's double rounding in both modes (any accumulator);
  *   TC_RQ_FAST:   double rounding in one multiply-accumulate; the compiler chooses it only when
@@ -50,7 +52,7 @@
 
 /*
  * Output stage: one record of four int32 per output channel, `rq[4 * c + 0..3]`:
- *   bias (with the input offset folded in where the kernel says so), multiplier, then
+ *   bias (with the input offset folded in where the kernel's description states it), multiplier, then
  *   TC_RQ_FAST:  2^(e - 1) + (output zero point << e), the rounding addend, and e, the right
  *                shift: (t + zp * 2^e) >> e = (t >> e) + zp, so the shift adds the zero point;
  *   otherwise:   the TFLite shift and 0.
@@ -109,8 +111,8 @@ TC_INLINE int32_t tc_fast_smmlar(int32_t a, int32_t b, int32_t c)
  * doubling high multiply is then round(2 * acc * m / 2^32) without saturation, and the divide
  * rounds half away from zero, which is floor((h + 2^(e-1) - [h < 0]) / 2^e). Nested floors of
  * powers of two merge, so both steps are one SMMLAR with addend 2^(e-1) - [acc < 0] followed by
- * an arithmetic shift. The sign of acc stands in for the sign of h: they differ only when h = 0
- * and acc < 0, and then the result is 0 either way since e >= 1. `half` may also carry zp * 2^e
+ * an arithmetic shift. The sign of acc replaces the sign of h. The two differ only when h = 0 and
+ * acc < 0, and then the result is 0 either way because e >= 1. `half` may also carry zp * 2^e
  * to add an output zero point zp (the compiler checks that the sum cannot overflow).
  */
 TC_INLINE int32_t tc_fast_requant(int32_t acc, int32_t multiplier, int32_t half, int32_t shift)
@@ -146,8 +148,9 @@ TC_INLINE tc_fast_rq tc_fast_rq_of(const int32_t *r)
 
 /*
  * Requantize `acc` with channel record `q` and clamp it to int8. `fast` and `full` are constants
- * at every call site, so each kernel body is compiled once per combination: `fast` is
- * mode == TC_RQ_FAST, `full` says the clamp range is all of int8 (one SSAT on DSP targets).
+ * at every call site, so each kernel body is compiled once per combination. `fast` is
+ * mode == TC_RQ_FAST, and `full` is true when the clamp range is all of int8 (one SSAT on DSP
+ * targets).
  */
 TC_INLINE int8_t tc_fast_store(tc_fast_clamp c, tc_fast_rq q, int32_t acc, const int fast, const int full)
 {
@@ -168,7 +171,7 @@ TC_INLINE int8_t tc_fast_store(tc_fast_clamp c, tc_fast_rq q, int32_t acc, const
     return (int8_t)tc_clamp_i32(v, c.lo, c.hi);
 }
 
-/* Which body a kernel runs: 0 exact, 1 fast with a partial clamp range, 2 fast with all of int8. */
+/* Return the kernel body to run: 0 exact, 1 fast with a partial clamp range, 2 fast with all of int8. */
 TC_INLINE int tc_fast_variant(const tc_fast_out *o)
 {
     if (o->mode != TC_RQ_FAST) {
@@ -182,7 +185,7 @@ TC_INLINE int tc_fast_variant(const tc_fast_out *o)
  * which are convolutions with out_c = depth multiplier).
  * `weights`: out_c rounded up to even rows of k4 int16 values (k4 = k rounded up to a multiple of
  * 4), two to a little-endian word, zero-padded. Bias in `out.rq` has the input offset folded in.
- * `scratch` holds 4 * k4 bytes, 6 * k4 when in_c is not a multiple of 4 (see the kernel).
+ * `scratch` must have 4 * k4 bytes, or 6 * k4 when in_c is not a multiple of 4 (see the kernel).
  */
 typedef struct {
     int32_t batches;
@@ -202,9 +205,9 @@ tc_status tc_fast_conv_s8(const tc_fast_conv_params *p, const int8_t *input, int
 
 /*
  * Depthwise convolution with depth multiplier 1. `weights` are int16 in groups of four channels,
- * [in_c / 4 rounded up][filter tap][4], each group of four stored as channels (0, 2, 1, 3), the
- * order in which SXTB16 unpacks four input bytes; zero-padded. Bias in `out.rq` is the plain
- * bias (not folded). `scratch` holds ring_rows * ring_w * in_c bytes: ring_rows =
+ * [in_c / 4 rounded up][filter tap][4], zero-padded. Each group stores its channels in the order
+ * (0, 2, 1, 3) in which SXTB16 unpacks four input bytes. Bias in `out.rq` has the input offset
+ * folded in. `scratch` holds ring_rows * ring_w * in_c bytes: ring_rows =
  * (filter_h - 1) * dilation_h + 1 rows of the padded input, ring_w = (out_w - 1) * stride_w +
  * (filter_w - 1) * dilation_w + 1 columns wide. The output may overwrite the input.
  */
@@ -248,8 +251,8 @@ tc_status tc_fast_max_pool2d_s8(const tc_pool_params *p, const int8_t *input, in
  * indexed by the value's byte (uint8_t)x, computed by the compiler exactly as the reference
  * rescales it (for SUB the second table is negated). The sum goes through `out`'s single
  * channel record. MUL multiplies the offset inputs and requantizes the product.
- * Shapes: `outer` x `inner` elements; input i advances by in_inner[i] (0 or 1) per element and
- * by in_outer[i] per row, so same-shape inputs, scalars and broadcast rows need no index math.
+ * Shapes: `outer` x `inner` elements. Input i advances by in<i>_inner (0 or 1) per element and
+ * by in<i>_outer per row, so same-shape inputs, scalars and broadcast rows need no index math.
  */
 typedef struct {
     int32_t outer, inner;

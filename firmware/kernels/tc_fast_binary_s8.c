@@ -3,7 +3,7 @@
  *
  * ADD and SUB rescale each input to a common scale before they add (see tc_binary_s8.c). That
  * rescaled value depends only on the int8 input, so the compiler computed it for all 256 values
- * and the kernel looks it up; only the final requantization of the sum runs per element. The
+ * and the kernel looks it up. Only the final requantization of the sum runs per element. The
  * shapes are flattened to rows: each input advances by 0 or 1 per element and by a fixed step per
  * row, which covers equal shapes, scalars and broadcast rows without per-element index math.
  * Every output element is written after both of its inputs are read, so the output may

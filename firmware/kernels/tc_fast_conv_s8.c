@@ -7,8 +7,8 @@
  * the weights as int16, so no kernel unpacks a weight word for every pixel pair. The rows live
  * in `scratch`:
  *   - DSP: int16 halfword pairs, interleaved per four values as [A(0,1) A(2,3) B(0,1) B(2,3)],
- *     so that one SMLAD multiplies a pair of inputs with a word of two weights (4 * k4 bytes,
- *     plus 2 * k4 bytes of int8 staging when in_c is not a multiple of 4);
+ *     so that one SMLAD multiplies a pair of inputs with a word of two weights. They take
+ *     4 * k4 bytes, plus 2 * k4 bytes of int8 staging when in_c is not a multiple of 4;
  *   - MVE and plain C: int8 rows of k4 bytes (none at all for 1x1 filters with stride 1 and no
  *     padding: those rows are the input itself).
  * Padding taps hold the input zero point, which adds nothing once the folded bias is counted.
@@ -80,7 +80,10 @@ static void tc_gather_row(const tc_fast_conv_params *p, const int8_t *input, int
         const int8_t *row = batch + (size_t)iy * p->in_w * in_c;
         if (p->dilation_w == 1) {
             /* Taps [lead, lead + count) lie inside the row; the others are padding. */
-            const int32_t lead = ix0 < 0 ? (-ix0 < p->filter_w ? -ix0 : p->filter_w) : 0;
+            int32_t lead = 0;
+            if (ix0 < 0) {
+                lead = -ix0 < p->filter_w ? -ix0 : p->filter_w;
+            }
             const int32_t end = p->in_w - ix0 < p->filter_w ? p->in_w - ix0 : p->filter_w;
             const int32_t count = end > lead ? end - lead : 0;
             tc_copy_or_fill(d, NULL, lead * in_c, pad);
@@ -232,9 +235,9 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TC_FAST_NO_ASM)
 #define TC_CONV_ASM 1
 /*
- * All channel pairs of one pixel pair in assembly: the multiply-add loop needs all fourteen
- * registers (the register list of LDM must ascend, so they are fixed), and a compiler would spill
- * the channel loop's state around it on every pair. Here that state lives in stack slots ("m"
+ * All channel pairs of one pixel pair in assembly. The multiply-add loop needs all fourteen
+ * registers, fixed ones because the register list of LDM must ascend. A compiler would spill the
+ * channel loop's state around it on every pair, so here that state lives in stack slots ("m"
  * operands). Per four values of k: one LDM of both pixels' halfword pairs, one LDRD of two weight
  * words per channel and eight SMLADs, 11 instructions for 16 multiply-adds; the loop runs two
  * groups per pass and enters halfway when the group count is odd. Then per output: the fast

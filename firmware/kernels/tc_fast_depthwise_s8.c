@@ -2,9 +2,9 @@
  * Int8 depthwise convolution with depth multiplier 1, bit-exact with tc_depthwise_conv2d_s8
  * (which rounds twice in both rounding modes, as the references do).
  *
- * The kernel reads its input through a ring of `ring_rows` rows in `scratch`: the input rows that
- * the current output row needs, widened by the padding on both sides and filled with the input
- * zero point wherever the padded input has no data. A tap in the padding then contributes
+ * The kernel reads its input through a ring of `ring_rows` rows in `scratch`. The ring contains
+ * the input rows that the current output row needs, widened by the padding on both sides and
+ * filled with the input zero point wherever the padded input has no data. A tap in the padding then contributes
  * w * (zp + offset) = 0, exactly what a skipped tap contributes in the reference, so every output
  * pixel runs all filter taps with no bounds checks, and the compiler could fold the input offset
  * into the bias: the kernel multiplies raw int8 values. The ring also makes the kernel safe in
@@ -115,9 +115,9 @@ TC_INLINE void tc_dw_group(const int8_t *const *rows, ptrdiff_t col, int32_t col
 /*
  * All full channel groups of one output pixel of a 3x3 filter with dilation 1, in assembly: the
  * taps keep fourteen values live (LDM of the records needs ascending fixed registers), which a
- * compiler would spill. Per tap and group: one load, two SXTB16, one LDRD of the weights and four
- * halfword multiply-adds; then per channel LDM of its record and the fast requantization, one
- * word store per group (clamped with SSUB8 and SEL when the range is not all of int8).
+ * compiler would spill. Per tap and group it runs one load, two SXTB16, one LDRD of the weights
+ * and four halfword multiply-adds. Then each channel loads its record with LDM and requantizes,
+ * and each group stores one word (clamped with SSUB8 and SEL when the range is not all of int8).
  * Registers: r4-r7 accumulators, r8-r10 the three filter rows, r11 the channel count (column
  * step), r12 the weights and lr the records, both read in order.
  */

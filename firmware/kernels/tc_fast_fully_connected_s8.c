@@ -3,8 +3,8 @@
  *
  * Four output rows share every load of the input: the kernel keeps four accumulators and walks
  * four weight rows together. The compiler folded the input offset into the bias, so the inner
- * loop multiplies raw int8 values: on DSP targets one word of input unpacks with SXTB16 into two
- * halfword pairs that serve all four rows (two SMLADs per row per four inputs); with MVE one
+ * loop multiplies raw int8 values. On DSP targets one word of input unpacks with SXTB16 into two
+ * halfword pairs that serve all four rows, with two SMLADs per row per four inputs. With MVE one
  * VMLADAVA sums sixteen products. Weight rows are k4 bytes long, zero-padded past in_features.
  */
 #include "tc_kernels_fast.h"

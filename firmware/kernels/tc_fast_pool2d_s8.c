@@ -3,9 +3,9 @@
  *
  * Per output pixel the kernels work out the window's valid rows and columns once, then walk the
  * input with pointers, four channels at a time. On DSP targets a single 32-bit load fetches the
- * four channels: average pooling adds them into two registers of halfword pairs with SXTAB16
- * (exact while the window holds at most 256 values, which the compiler checks), max pooling
- * keeps four byte lanes with SSUB8 and SEL.
+ * four channels. Average pooling adds them into two registers of halfword pairs with SXTAB16,
+ * which is exact for windows of at most 256 values (larger windows take the int32 loop). Max
+ * pooling keeps four byte lanes with SSUB8 and SEL.
  */
 #include "tc_kernels_fast.h"
 

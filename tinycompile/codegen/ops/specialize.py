@@ -1,14 +1,15 @@
-"""Choose specialized kernels for lowered layers, using what only the compiler knows.
+"""Choose specialized kernels for lowered layers from the shapes and constants fixed at compile time.
 
-Every lowering first builds the layer for the portable kernel; `specialize_layer` then swaps in a
+Every lowering first builds the layer for the portable kernel. `specialize_layer` then swaps in a
 kernel from firmware/include/tc_kernels_fast.h when the layer's shapes and constants allow it, and
-precomputes what that kernel wants:
+precomputes the data that kernel reads:
 
 - convolutions (and depthwise layers with one input channel, which are convolutions) become a
-  matrix multiply over im2col rows; the weights are repacked into zero-padded 32-bit words and
-  the input offset is folded into the bias, sum(w * (x + off)) + b = sum(w * x) + (b + off * sum(w));
-- depthwise layers with depth multiplier 1 get int16 weights in the channel order SXTB16 unpacks;
-- fully connected layers get the same repacked weights and folded bias;
+  matrix multiply over im2col rows. The weights become zero-padded int16 rows, and the input
+  offset is folded into the bias: sum(w * (x + off)) + b = sum(w * x) + (b + off * sum(w));
+- depthwise layers with depth multiplier 1 get int16 weights in the channel order SXTB16 unpacks
+  and a folded bias (the kernel pads its input with the zero point, so every tap counts);
+- fully connected layers get zero-padded int8 rows and a folded bias;
 - ADD and SUB get a 256-entry table per input holding each int8 value already rescaled;
 - pooling switches to kernels that walk the window with pointers.
 
@@ -90,8 +91,8 @@ def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.
     `bias`, `multiplier`, `shift` and `bounds` have one entry per real channel (multiplier,
     shift and bounds may have one entry for all); `bounds` bounds |accumulator| over all inputs.
     `constant` marks channels whose accumulator is always exactly their bias (all weights zero).
-    `double_rounding` says the reference rounds twice whatever the build (depthwise convolution,
-    TFLM mode); otherwise it follows TC_SINGLE_ROUNDING.
+    `double_rounding` is True when the reference rounds twice whatever the build (convolutions and
+    element-wise ops, or any op in TFLM mode). Otherwise it follows TC_SINGLE_ROUNDING.
     """
     count = bias.size
     bias = np.asarray(bias, dtype=np.int64)
@@ -254,7 +255,7 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     abs_sum = np.abs(w64).sum(axis=0)
     bounds = np.abs(b) + _input_span(input_offset) * abs_sum
     # The kernel pads its input with the zero point, so every tap counts and the input offset
-    # folds into the bias as for convolutions; partial sums of raw products must fit int32.
+    # folds into the bias as for convolutions. Partial sums of raw products must fit int32.
     folded = b + input_offset * w64.sum(axis=0)
     if np.any(np.abs(folded) + 128 * abs_sum > INT32_MAX):
         return layer
@@ -289,8 +290,9 @@ def fast_depthwise_inplace(layer: Layer) -> Layer | None:
     """Return the tc_fast_depthwise_conv2d_s8 layer marked to run in place, or None if it cannot.
 
     The kernel copies each input row into its ring before any output row reaches it, so it needs
-    no other kernel: only an output no larger than the input (true of every depthwise layer with
-    depth multiplier 1, whose output rows and columns never outnumber the input's).
+    no other kernel. It needs only an output no larger than the input. That holds for every
+    depthwise layer with depth multiplier 1, whose output rows and columns never outnumber the
+    input's.
     """
     x, y = layer.op.inputs[0], layer.op.outputs[0]
     if y.num_elements > x.num_elements:
@@ -338,7 +340,7 @@ def _rows(dims: list[int], strides: list[list[int]]) -> tuple[int, int, list[tup
     strides = [[s[i] for i in kept] for s in strides]
 
     def linear(ds: list[int], ss: list[int]) -> int | None:
-        """The step of a flattened index over these dims, or None if it is not linear."""
+        """Return the step of a flattened index over these dims, or None if it is not linear."""
         if not ds:
             return 0
         step = ss[-1]
