@@ -184,7 +184,9 @@ TC_INLINE int tc_fast_variant(const tc_fast_out *o)
  * Convolution as a matrix multiply (groups of 1; also depthwise layers with one input channel,
  * which are convolutions with out_c = depth multiplier).
  * `weights`: out_c rounded up to even rows of k4 int16 values (k4 = k rounded up to a multiple of
- * 4), two to a little-endian word, zero-padded. Bias in `out.rq` has the input offset folded in.
+ * 4), two to a little-endian word, zero-padded. Weights and the bias in `out.rq` (which has the
+ * input offset folded in) are doubled, so the kernel accumulates 2 * acc, the value that
+ * tc_fast_requant multiplies.
  * `scratch` must have 4 * k4 bytes, or 6 * k4 when in_c is not a multiple of 4 (see the kernel).
  */
 typedef struct {
@@ -206,8 +208,8 @@ tc_status tc_fast_conv_s8(const tc_fast_conv_params *p, const int8_t *input, int
 /*
  * Depthwise convolution with depth multiplier 1. `weights` are int16 in groups of four channels,
  * [in_c / 4 rounded up][filter tap][4], zero-padded. Each group stores its channels in the order
- * (0, 2, 1, 3) in which SXTB16 unpacks four input bytes. Bias in `out.rq` has the input offset
- * folded in. `scratch` holds ring_rows * ring_w * in_c bytes: ring_rows =
+ * (0, 2, 1, 3) in which SXTB16 unpacks four input bytes. Weights and the bias in `out.rq` (which
+ * has the input offset folded in) are doubled, as for tc_fast_conv_params. `scratch` holds ring_rows * ring_w * in_c bytes: ring_rows =
  * (filter_h - 1) * dilation_h + 1 rows of the padded input, ring_w = (out_w - 1) * stride_w +
  * (filter_w - 1) * dilation_w + 1 columns wide. The output may overwrite the input.
  */

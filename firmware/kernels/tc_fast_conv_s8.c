@@ -258,11 +258,10 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
     "smlad   r7, r1, r5, r7\n\t"                                                                               \
     "smlad   r9, r3, r5, r9\n\t"
 
-/* acc (in place) = (SMMLAR(2 acc, multiplier r1, addend r2 + sign) >> shift r3). */
+/* acc (in place, already doubled) = SMMLAR(acc, multiplier r1, addend r2 + sign) >> shift r3. */
 #define TC_PAIR_REQUANT(acc)                                                                                   \
     "add     r4, r2, " acc ", asr #31\n\t"                                                                     \
-    "lsl     r5, " acc ", #1\n\t"                                                                              \
-    "smmlar  " acc ", r5, r1, r4\n\t"                                                                          \
+    "smmlar  " acc ", " acc ", r1, r4\n\t"                                                                     \
     "asr     " acc ", " acc ", r3\n\t"
 
 #define TC_PAIR_HEAD                                                                                           \
@@ -455,10 +454,11 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
             const int16_t *w0 = weights + (size_t)oc * k4;
             tc_dot_2x2(row_a, row_b, w0, w0 + k4, k, &s);
 #endif
-            const int8_t v00 = tc_fast_store(c, q0, s.s00, fast, full);
-            const int8_t v01 = tc_fast_store(c, q1, s.s01, fast, full);
-            const int8_t v10 = tc_fast_store(c, q0, s.s10, fast, full);
-            const int8_t v11 = tc_fast_store(c, q1, s.s11, fast, full);
+            /* The doubled weights and bias give twice the accumulator, an even number. */
+            const int8_t v00 = tc_fast_store(c, q0, s.s00 / 2, fast, full);
+            const int8_t v01 = tc_fast_store(c, q1, s.s01 / 2, fast, full);
+            const int8_t v10 = tc_fast_store(c, q0, s.s10 / 2, fast, full);
+            const int8_t v11 = tc_fast_store(c, q1, s.s11 / 2, fast, full);
             out_a[oc] = v00;
             if (oc + 1 < out_c) {
                 out_a[oc + 1] = v01;

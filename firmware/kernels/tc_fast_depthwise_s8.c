@@ -136,8 +136,7 @@ TC_INLINE void tc_dw_group(const int8_t *const *rows, ptrdiff_t col, int32_t col
 #define TC_DW_REQUANT(acc)                                                                                     \
     "ldmia   lr!, {r0, r1, r2, r3}\n\t"                                                                        \
     "add     r2, r2, " acc ", asr #31\n\t"                                                                     \
-    "lsl     r0, " acc ", #1\n\t"                                                                              \
-    "smmlar  " acc ", r0, r1, r2\n\t"                                                                          \
+    "smmlar  " acc ", " acc ", r1, r2\n\t"                                                                     \
     "asr     " acc ", " acc ", r3\n\t"                                                                         \
     "ssat    " acc ", #8, " acc "\n\t"
 
@@ -227,10 +226,11 @@ TC_INLINE void tc_dw_pixel(const int8_t *const *rows, ptrdiff_t col, int32_t col
         const tc_fast_rq q2 = tc_fast_rq_of(r + 8), q3 = tc_fast_rq_of(r + 12);
         tc_dw_acc s = {q0.bias, q1.bias, q2.bias, q3.bias};
         tc_dw_group(rows, col + c, col_step, kh, kw, w, lanes, &s);
-        const int8_t v0 = tc_fast_store(clamp, q0, s.a0, fast, full);
-        const int8_t v1 = tc_fast_store(clamp, q1, s.a1, fast, full);
-        const int8_t v2 = tc_fast_store(clamp, q2, s.a2, fast, full);
-        const int8_t v3 = tc_fast_store(clamp, q3, s.a3, fast, full);
+        /* The doubled weights and bias give twice the accumulator, an even number. */
+        const int8_t v0 = tc_fast_store(clamp, q0, s.a0 / 2, fast, full);
+        const int8_t v1 = tc_fast_store(clamp, q1, s.a1 / 2, fast, full);
+        const int8_t v2 = tc_fast_store(clamp, q2, s.a2 / 2, fast, full);
+        const int8_t v3 = tc_fast_store(clamp, q3, s.a3 / 2, fast, full);
         out[c] = v0;
         if (lanes > 1) {
             out[c + 1] = v1;

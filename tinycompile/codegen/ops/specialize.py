@@ -85,12 +85,15 @@ def requantize_double(x: int, multiplier: int, shift: int) -> int:
 
 def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, bounds: np.ndarray,
                  output_offset: int, act_min: int, act_max: int, double_rounding: bool, channels: int,
-                 constant: np.ndarray | None = None) -> CStruct:
+                 constant: np.ndarray | None = None, bias_scale: int = 1,
+                 constant_bias: np.ndarray | None = None) -> CStruct:
     """Build a tc_fast_out struct with one record per channel, padded to `channels` records.
 
     `bias`, `multiplier`, `shift` and `bounds` have one entry per real channel (multiplier,
     shift and bounds may have one entry for all); `bounds` bounds |accumulator| over all inputs.
     `constant` marks channels whose accumulator is always exactly their bias (all weights zero).
+    The records store the bias times `bias_scale` (2 for kernels with doubled weights). The
+    constant output of such a channel comes from `constant_bias` when given, else from `bias`.
     `double_rounding` is True when the reference rounds twice whatever the build (convolutions and
     element-wise ops, or any op in TFLM mode). Otherwise it follows TC_SINGLE_ROUNDING.
     """
@@ -113,7 +116,7 @@ def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.
     fast = (double_rounding and bool(np.all(bounds[live] < FAST_BOUND)) and bool(np.all(exponent[live] >= 1))
             and bool(np.all(exponent[live] <= FAST_MAX_SHIFT)) and bool(np.all(mult >= 0)))
     records = np.zeros((channels, 4), dtype=np.int64)
-    records[:count, 0] = bias
+    records[:count, 0] = bias * bias_scale
     records[:count, 1] = mult
     if fast:
         e = np.where(live, exponent, 1)
@@ -122,7 +125,8 @@ def output_stage(name: str, bias: np.ndarray, multiplier: np.ndarray, shift: np.
         records[:count, 3] = e
         for c in np.flatnonzero(fixed):
             # With multiplier 0 the record yields (2^(e-1) + sign + value * 2^e) >> e = value, e = 1.
-            held = requantize_double(int(bias[c]), int(mult[c]), int(shifts[c])) if constant is not None and \
+            source = bias if constant_bias is None else np.asarray(constant_bias, dtype=np.int64)
+            held = requantize_double(int(source[c]), int(mult[c]), int(shifts[c])) if constant is not None and \
                 constant[c] else 0
             value = min(max(held + output_offset, act_min), act_max)
             records[c, 2] = 1 + (value << 1)
@@ -166,25 +170,37 @@ def _matrix_layer(layer: Layer, options: LoweringOptions, rows: np.ndarray, bias
 
     Rows are padded to a multiple of 4 values with zeros and stored as int16 when `wide` (the
     convolution kernels reuse every weight for many pixels, so they take them unpacked, at twice
-    the flash), as int8 otherwise.
+    the flash), as int8 otherwise. Wide weights and their bias are doubled: the kernels then
+    accumulate 2 * acc, which the fast requantization multiplies, and save one shift per output.
     """
     out_c, k = rows.shape
     input_offset = int(q.fields["input_offset"])
     w = rows.astype(np.int64)
     folded = bias + input_offset * w.sum(axis=1)
     abs_sum = np.abs(w).sum(axis=1)
-    # Partial sums of raw int8 products on top of the folded bias must stay inside int32.
-    if np.any(np.abs(folded) + 128 * abs_sum > INT32_MAX):
+    # Wide kernels double weights and bias (see below). Partial sums of raw int8 products
+    # on top of the folded bias must stay inside int32.
+    scale = 2 if wide else 1
+    dead = abs_sum == 0
+    overflow = scale * (np.abs(folded) + 128 * abs_sum) > INT32_MAX
+    if np.any(overflow & ~dead):
         return None
+    # A dead channel's output is a constant (see output_stage), so its accumulator only matters
+    # when the layer does not get the fast output stage; checked below.
+    folded = np.where(overflow, 0, folded)
     bounds = np.abs(bias) + _input_span(input_offset) * abs_sum
     k4 = _round_up(max(k, 1), 4)
     padded = np.zeros((_round_up(out_c, 2) if wide else out_c, k4), dtype=np.int16 if wide else np.int8)
     padded[:out_c, :k] = rows
+    padded *= scale
     multiplier, shift = _requant_fields(q)
     name = layer_symbol(layer.op)
     out = output_stage(name, folded, multiplier, shift, bounds, int(q.fields["output_offset"]),
                        int(q.fields["act_min"]), int(q.fields["act_max"]),
-                       _double_rounding(options, always_double), _round_up(out_c, 2), constant=abs_sum == 0)
+                       _double_rounding(options, always_double), _round_up(out_c, 2), constant=dead,
+                       bias_scale=scale, constant_bias=bias)
+    if np.any(overflow) and out.fields["mode"] != RQ_FAST:
+        return None
     return _pack_words(padded), out
 
 
@@ -257,18 +273,24 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     # The kernel pads its input with the zero point, so every tap counts and the input offset
     # folds into the bias as for convolutions. Partial sums of raw products must fit int32.
     folded = b + input_offset * w64.sum(axis=0)
-    if np.any(np.abs(folded) + 128 * abs_sum > INT32_MAX):
+    dead = abs_sum == 0
+    overflow = 2 * (np.abs(folded) + 128 * abs_sum) > INT32_MAX
+    if np.any(overflow & ~dead):
         return layer
+    stored = np.where(overflow, 0, folded)
     groups = (channels + 3) // 4
     padded = np.zeros((taps, groups * 4), dtype=np.int16)
-    padded[:, :channels] = weights
+    padded[:, :channels] = 2 * weights.astype(np.int16)     # doubled, as for convolutions
     # [group][tap][lane], lanes in the order (0, 2, 1, 3) that SXTB16 unpacks four bytes.
     grouped = padded.reshape(taps, groups, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2)
     words = np.ascontiguousarray(grouped).view("<i4").reshape(-1).astype(np.int32)
     multiplier, shift = _requant_fields(q)
     name = layer_symbol(layer.op)
-    out = output_stage(name, folded, multiplier, shift, bounds, int(q.fields["output_offset"]),
-                       int(q.fields["act_min"]), int(q.fields["act_max"]), True, groups * 4, constant=abs_sum == 0)
+    out = output_stage(name, stored, multiplier, shift, bounds, int(q.fields["output_offset"]),
+                       int(q.fields["act_min"]), int(q.fields["act_max"]), True, groups * 4, constant=dead,
+                       bias_scale=2, constant_bias=folded)
+    if np.any(overflow) and out.fields["mode"] != RQ_FAST:
+        return layer
     fields = {key: g[key] for key in (
         "batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "filter_h", "filter_w",
         "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left")}
