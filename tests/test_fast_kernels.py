@@ -271,7 +271,7 @@ def test_invalid_kernel_choice_is_rejected():
 
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["qemu-m3", "qemu-m4", "qemu-m7", "qemu-m55"])
+@pytest.mark.parametrize("board", ["qemu-m3", "qemu-m4", "qemu-m7", "qemu-m33", "qemu-m55"])
 def test_qemu_matches_portable(board, cases, portable_outputs, tmp_path):
     samples, want = portable_outputs
     compiled = _compile(cases, "optimized")

@@ -46,6 +46,23 @@ TC_INLINE void tc_copy_or_fill(int8_t *dst, const int8_t *src, int32_t n, int8_t
     tc_copy_tail(dst + whole, src ? src + whole : NULL, n - whole, pad);
 }
 
+/* Copy `rows` runs of `run` bytes, `stride` apart, to dst, then `tail` (< 4) pad bytes. */
+static void tc_gather_interior(int8_t *dst, const int8_t *src, size_t stride, int32_t rows, int32_t run,
+                               int32_t tail, int8_t pad)
+{
+    const int32_t whole = run & ~3;
+    for (int32_t r = 0; r < rows; ++r) {
+        for (int32_t i = 0; i < whole; i += 4) {
+            const uint32_t word = tc_load32(src + i);
+            memcpy(dst + i, &word, 4);
+        }
+        tc_copy_tail(dst + whole, src + whole, run - whole, pad);
+        dst += run;
+        src += stride;
+    }
+    tc_copy_tail(dst, NULL, tail, pad);
+}
+
 /* Gather the receptive field of output pixel (b, oy, ox) into k4 int8 values. */
 static void tc_gather_row(const tc_fast_conv_params *p, const int8_t *input, int32_t b, int32_t oy, int32_t ox,
                           int8_t *dst)
@@ -60,14 +77,8 @@ static void tc_gather_row(const tc_fast_conv_params *p, const int8_t *input, int
     if (p->dilation_h == 1 && p->dilation_w == 1 && iy0 >= 0 && iy0 + p->filter_h <= p->in_h && ix0 >= 0 &&
         ix0 + p->filter_w <= p->in_w) {
         /* The window lies inside the input: one contiguous run per filter row. */
-        const int8_t *src = batch + ((size_t)iy0 * p->in_w + (size_t)ix0) * in_c;
-        const size_t row = (size_t)p->in_w * in_c;
-        for (int32_t fy = 0; fy < p->filter_h; ++fy) {
-            tc_copy_or_fill(d, src, run, pad);
-            d += run;
-            src += row;
-        }
-        tc_copy_or_fill(d, NULL, p->k4 - p->k, pad);
+        tc_gather_interior(d, batch + ((size_t)iy0 * p->in_w + (size_t)ix0) * in_c, (size_t)p->in_w * in_c,
+                           p->filter_h, run, p->k4 - p->k, pad);
         return;
     }
     for (int32_t fy = 0; fy < p->filter_h; ++fy) {
