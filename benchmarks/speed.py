@@ -2,11 +2,11 @@
 
 Usage: .venv/bin/python benchmarks/speed.py [--boards qemu-m4 qemu-m55] [--no-host] [--write docs/benchmarks.md]
 
-1. Simulated boards: instructions per inference and per MAC in QEMU (`-icount shift=0`, so
-   counts are exact and repeatable; they are instructions, not cycles) for the MLPerf Tiny int8
+1. Simulated boards: instructions per inference and per MAC in QEMU for the MLPerf Tiny int8
    models, person_detect and the transformer models, with `kernels=portable` and
-   `kernels=optimized`, each run checked bit-exact against TFLM. Also the arena of both builds and
-   the largest scratch buffer the specialized kernels asked for.
+   `kernels=optimized`, each run checked bit-exact against TFLM. QEMU runs with
+   `-icount shift=0`, so counts are exact and repeatable (instructions, not cycles). The table
+   also lists the arena of both builds and the largest scratch buffer of the specialized kernels.
 2. Per layer on qemu-m4 for KWS, VWW and ResNet-8: where the instructions go.
 3. Host: instructions of one inference under `valgrind --tool=callgrind`, counting only the
    invoke call (`--toggle-collect`): tinycompile's generated C (gcc -O2) against TFLM's
@@ -221,12 +221,13 @@ def main() -> None:
             *qemu_table(rows), "", "### Per layer on qemu-m4", "",
             "Where the instructions beyond one per MAC go, on Cortex-M4: the matrix-multiply loop of "
             "convolutions costs 11 instructions per 16 multiply-adds (LDM of two pixels' input pairs, LDRD of "
-            "int16 weights, eight SMLADs). Each block of 2 pixels x 2 channels then spends about 50 "
-            "instructions on requantization (five per output), stores and loop control, which dominates when "
-            "k = filter_h * filter_w * in_c is small (VWW's first layers, k = 27, 8, 16). Im2col adds the "
+            "int16 weights, eight SMLADs). Each block of 2 pixels x 2 channels then spends about 40 "
+            "instructions on requantization (four per output plus record loads), stores and loop control, "
+            "which dominates when k = filter_h * filter_w * in_c is small (VWW's first layers, k = 27, 8, "
+            "16). Im2col adds the "
             "expansion of every input to int16 once per pixel. Depthwise layers have only 9 multiply-adds per "
             "output, so their per-output requantization weighs more, and their halfword multiplies "
-            "(SMLABB/SMLATT) do one multiply-add each: about 3.4 instructions per MAC at stride 1, more at "
+            "(SMLABB/SMLATT) do one multiply-add each: about 3.3 instructions per MAC at stride 1, more at "
             "stride 2 where every copied input row feeds fewer outputs.", *layer_tables(rows)]
     if not args.no_host and shutil.which("valgrind"):
         body += ["", "### Host instructions against TFLM's reference kernels", "",
