@@ -237,10 +237,20 @@ def test_every_specialization_is_selected(cases):
     assert modes == {0, 1, 2} or modes >= {1, 2}, f"output stage modes used: {modes}"
 
 
-def test_host_matches_portable(cases, portable_outputs):
+@pytest.mark.parametrize("kernels", ["optimized", "compact"])
+def test_host_matches_portable(cases, portable_outputs, kernels):
     samples, want = portable_outputs
-    got = _host_outputs(_compile(cases, "optimized"), samples)
-    _assert_same(got, want, cases, "host")
+    got = _host_outputs(_compile(cases, kernels), samples)
+    _assert_same(got, want, cases, f"host, {kernels}")
+
+
+def test_compact_halves_convolution_weights(cases):
+    def weight_bytes(kernels: str) -> int:
+        compiled = _compile(cases, kernels)
+        return sum(layer.args[0].fields["weights"].values.nbytes for layer in compiled.layers
+                   if layer.kernel == "tc_fast_conv_s8")
+
+    assert 2 * weight_bytes("compact") == weight_bytes("optimized")
 
 
 def test_host_matches_portable_in_place(cases, portable_outputs):
@@ -271,10 +281,13 @@ def test_invalid_kernel_choice_is_rejected():
 
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("board", ["qemu-m3", "qemu-m4", "qemu-m7", "qemu-m33", "qemu-m55"])
-def test_qemu_matches_portable(board, cases, portable_outputs, tmp_path):
+@pytest.mark.parametrize("board,kernels", [("qemu-m3", "optimized"), ("qemu-m4", "optimized"),
+                                           ("qemu-m7", "optimized"), ("qemu-m33", "optimized"),
+                                           ("qemu-m55", "optimized"), ("qemu-m4", "compact"),
+                                           ("qemu-m55", "compact")])
+def test_qemu_matches_portable(board, kernels, cases, portable_outputs, tmp_path):
     samples, want = portable_outputs
-    compiled = _compile(cases, "optimized")
+    compiled = _compile(cases, kernels)
     target = load_board(board)
     model_dir = write_model(compiled, tmp_path / "model")
     image = build_firmware(model_dir, target, tmp_path / "build")
@@ -288,7 +301,7 @@ def test_qemu_matches_portable(board, cases, portable_outputs, tmp_path):
             outs.append(np.frombuffer(blob, np.int8, t.num_elements, offset).reshape(t.shape))
             offset += t.nbytes
         got.append(outs)
-    _assert_same(got, want, cases, board)
+    _assert_same(got, want, cases, f"{board}, {kernels}")
 
 
 KWS = "mlperf_tiny/kws_ref_model.tflite"

@@ -183,10 +183,11 @@ TC_INLINE int tc_fast_variant(const tc_fast_out *o)
 /*
  * Convolution as a matrix multiply (groups of 1; also depthwise layers with one input channel,
  * which are convolutions with out_c = depth multiplier).
- * `weights`: out_c rounded up to even rows of k4 int16 values (k4 = k rounded up to a multiple of
- * 4), two to a little-endian word, zero-padded. Weights and the bias in `out.rq` (which has the
- * input offset folded in) are doubled, so the kernel accumulates 2 * acc, the value that
- * tc_fast_requant multiplies.
+ * `weights`: out_c rounded up to even rows of k4 values (k4 = k rounded up to a multiple of 4),
+ * zero-padded, packed little-endian into words. With `wide` the values are int16 and they and the
+ * bias in `out.rq` (which has the input offset folded in) are doubled, so the kernel accumulates
+ * 2 * acc, the value that tc_fast_requant multiplies. Otherwise they are int8 (half the flash,
+ * more instructions).
  * `scratch` must have 4 * k4 bytes, or 6 * k4 when in_c is not a multiple of 4 (see the kernel).
  */
 typedef struct {
@@ -198,6 +199,7 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_top, pad_left;
     int32_t k, k4;
+    int32_t wide;                /* 1: doubled int16 weights; 0: int8 weights */
     int32_t pad_value;           /* the input zero point: contributes nothing once offset */
     const int32_t *weights;
     tc_fast_out out;

@@ -116,40 +116,49 @@ static void tc_gather_row(const tc_fast_conv_params *p, const int8_t *input, int
 }
 
 #if TC_FAST_DSP && !TC_FAST_MVE
-/* Sign-extend the four bytes of w into the halfword pairs (0, 1) and (2, 3) at dst[0], dst[1]. */
-TC_INLINE void tc_expand_word(uint32_t w, uint32_t *dst)
+/*
+ * Sign-extend the four bytes of w into two halfword pairs at dst[0], dst[1]: values (0, 1) and
+ * (2, 3) to match int16 weight words (`wide`), else (0, 2) and (1, 3), the order in which SXTB16
+ * unpacks an int8 weight word.
+ */
+TC_INLINE void tc_expand_word(uint32_t w, uint32_t *dst, int wide)
 {
     const uint32_t x02 = __sxtb16(w), x13 = tc_sxtb16_ror8(w);
-    dst[0] = (x02 & 0xffffu) | (x13 << 16);
-    dst[1] = (x02 >> 16) | (x13 & 0xffff0000u);
+    if (wide) {
+        dst[0] = (x02 & 0xffffu) | (x13 << 16);
+        dst[1] = (x02 >> 16) | (x13 & 0xffff0000u);
+    } else {
+        dst[0] = x02;
+        dst[1] = x13;
+    }
 }
 
 /* Expand n int8 values (n a multiple of 4, src 4-byte aligned or not) into the slot `dst`. */
-TC_INLINE void tc_expand_words(const int8_t *src, int32_t n, uint32_t *dst)
+TC_INLINE void tc_expand_words(const int8_t *src, int32_t n, uint32_t *dst, int wide)
 {
     for (int32_t i = 0; i < n; i += 4) {
-        tc_expand_word(tc_load32(src + i), dst);
+        tc_expand_word(tc_load32(src + i), dst, wide);
         dst += 4;
     }
 }
 
 /* Expand a row of n values that may end short of a multiple of 4 (the rest reads as 0). */
-static void tc_expand_row(const int8_t *src, int32_t n, uint32_t *dst)
+TC_INLINE void tc_expand_row(const int8_t *src, int32_t n, uint32_t *dst, int wide)
 {
     const int32_t whole = n & ~3;
-    tc_expand_words(src, whole, dst);
+    tc_expand_words(src, whole, dst, wide);
     if (whole < n) {
         uint32_t w = 0;
         for (int32_t i = whole; i < n; ++i) {
             w |= (uint32_t)(uint8_t)src[i] << (8 * (i - whole));
         }
-        tc_expand_word(w, dst + whole);
+        tc_expand_word(w, dst + whole, wide);
     }
 }
 
 /* Expand the receptive field of (b, oy, ox) straight from the input; needs in_c % 4 == 0. */
-static void tc_expand_taps(const tc_fast_conv_params *p, const int8_t *input, int32_t b, int32_t oy, int32_t ox,
-                           uint32_t *dst)
+TC_INLINE void tc_expand_taps(const tc_fast_conv_params *p, const int8_t *input, int32_t b, int32_t oy,
+                              int32_t ox, uint32_t *dst, int wide)
 {
     const int32_t in_c = p->in_c;
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -164,7 +173,7 @@ static void tc_expand_taps(const tc_fast_conv_params *p, const int8_t *input, in
         for (int32_t fx = 0; fx < p->filter_w; ++fx) {
             const int32_t ix = ix0 + fx * p->dilation_w;
             if (row_valid && ix >= 0 && ix < p->in_w) {
-                tc_expand_words(row + (size_t)ix * in_c, in_c, dst);
+                tc_expand_words(row + (size_t)ix * in_c, in_c, dst, wide);
                 dst += in_c;
             } else {
                 for (int32_t i = 0; i < in_c; i += 4) {
@@ -216,6 +225,39 @@ TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int16_t *w0, c
     s->s10 = s10;
     s->s11 = s11;
 }
+
+/* Rows a, b of int8 inputs times int8 weight rows w0, w1, sixteen values per VMLADAVA. */
+TC_INLINE void tc_dot_2x2_narrow(const int8_t *a, const int8_t *b, const int8_t *w0, const int8_t *w1, int32_t k,
+                                 tc_acc4 *s)
+{
+    int32_t s00 = s->s00, s01 = s->s01, s10 = s->s10, s11 = s->s11;
+    int32_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        const int8x16_t va = vldrbq_s8(a + i);
+        const int8x16_t vb = vldrbq_s8(b + i);
+        const int8x16_t v0 = vldrbq_s8(w0 + i);
+        const int8x16_t v1 = vldrbq_s8(w1 + i);
+        s00 = vmladavaq_s8(s00, va, v0);
+        s01 = vmladavaq_s8(s01, va, v1);
+        s10 = vmladavaq_s8(s10, vb, v0);
+        s11 = vmladavaq_s8(s11, vb, v1);
+    }
+    if (i < k) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(k - i));
+        const int8x16_t va = vldrbq_z_s8(a + i, pr);
+        const int8x16_t vb = vldrbq_z_s8(b + i, pr);
+        const int8x16_t v0 = vldrbq_z_s8(w0 + i, pr);
+        const int8x16_t v1 = vldrbq_z_s8(w1 + i, pr);
+        s00 = vmladavaq_s8(s00, va, v0);
+        s01 = vmladavaq_s8(s01, va, v1);
+        s10 = vmladavaq_s8(s10, vb, v0);
+        s11 = vmladavaq_s8(s11, vb, v1);
+    }
+    s->s00 = s00;
+    s->s01 = s01;
+    s->s10 = s10;
+    s->s11 = s11;
+}
 #elif TC_FAST_DSP
 /* x: interleaved int16 pair slot; w0, w1: int16 weight rows as words of two; groups = k4 / 4. */
 TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int32_t groups,
@@ -236,6 +278,34 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
         s01 = __smlad(a23, u23, s01);
         s11 = __smlad(b01, u01, s11);
         s11 = __smlad(b23, u23, s11);
+    }
+    s->s00 = s00;
+    s->s01 = s01;
+    s->s10 = s10;
+    s->s11 = s11;
+}
+
+/* As tc_dot_2x2 with int8 weight rows (one word of four weights per group, unpacked by SXTB16). */
+TC_INLINE void tc_dot_2x2_narrow(const uint32_t *x, const uint32_t *w0, const uint32_t *w1, int32_t groups,
+                                 tc_acc4 *s)
+{
+    int32_t s00 = s->s00, s01 = s->s01, s10 = s->s10, s11 = s->s11;
+    for (int32_t g = groups; g > 0; --g) {
+        const uint32_t a02 = x[0], a13 = x[1], b02 = x[2], b13 = x[3];
+        x += 4;
+        uint32_t w = *w0++;
+        uint32_t w02 = __sxtb16(w), w13 = tc_sxtb16_ror8(w);
+        s00 = __smlad(a02, w02, s00);
+        s00 = __smlad(a13, w13, s00);
+        s10 = __smlad(b02, w02, s10);
+        s10 = __smlad(b13, w13, s10);
+        w = *w1++;
+        w02 = __sxtb16(w);
+        w13 = tc_sxtb16_ror8(w);
+        s01 = __smlad(a02, w02, s01);
+        s01 = __smlad(a13, w13, s01);
+        s11 = __smlad(b02, w02, s11);
+        s11 = __smlad(b13, w13, s11);
     }
     s->s00 = s00;
     s->s01 = s01;
@@ -269,13 +339,38 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
     "smlad   r7, r1, r5, r7\n\t"                                                                               \
     "smlad   r9, r3, r5, r9\n\t"
 
+/* With int8 weights: one load and two SXTB16 per weight word, 15 instructions per group. */
+#define TC_PAIR_GROUP_NARROW                                                                                   \
+    "ldmia   r10!, {r0, r1, r2, r3}\n\t"                                                                       \
+    "ldr     r4, [r11], #4\n\t"                                                                                \
+    "sxtb16  r5, r4\n\t"                                                                                       \
+    "sxtb16  r4, r4, ror #8\n\t"                                                                               \
+    "smlad   r6, r0, r5, r6\n\t"                                                                               \
+    "smlad   r8, r2, r5, r8\n\t"                                                                               \
+    "smlad   r6, r1, r4, r6\n\t"                                                                               \
+    "smlad   r8, r3, r4, r8\n\t"                                                                               \
+    "ldr     r4, [r12], #4\n\t"                                                                                \
+    "sxtb16  r5, r4\n\t"                                                                                       \
+    "sxtb16  r4, r4, ror #8\n\t"                                                                               \
+    "smlad   r7, r0, r5, r7\n\t"                                                                               \
+    "smlad   r9, r2, r5, r9\n\t"                                                                               \
+    "smlad   r7, r1, r4, r7\n\t"                                                                               \
+    "smlad   r9, r3, r4, r9\n\t"
+
+/* acc (in place, not yet doubled) = SMMLAR(2 acc, multiplier r1, addend r2 + sign) >> shift r3. */
+#define TC_PAIR_REQUANT_NARROW(acc)                                                                            \
+    "add     r4, r2, " acc ", asr #31\n\t"                                                                     \
+    "lsl     r5, " acc ", #1\n\t"                                                                              \
+    "smmlar  " acc ", r5, r1, r4\n\t"                                                                          \
+    "asr     " acc ", " acc ", r3\n\t"
+
 /* acc (in place, already doubled) = SMMLAR(acc, multiplier r1, addend r2 + sign) >> shift r3. */
 #define TC_PAIR_REQUANT(acc)                                                                                   \
     "add     r4, r2, " acc ", asr #31\n\t"                                                                     \
     "smmlar  " acc ", " acc ", r1, r4\n\t"                                                                     \
     "asr     " acc ", " acc ", r3\n\t"
 
-#define TC_PAIR_HEAD                                                                                           \
+#define TC_PAIR_HEAD(GROUP, REQUANT)                                                                           \
     "0:\n\t"                                                                                                   \
     "ldr     r10, %[x]\n\t"                                                                                    \
     "ldr     r0, %[rq]\n\t"                                                                                    \
@@ -288,12 +383,12 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
     "bcc     1f\n\t"                                                                                           \
     "adds    lr, lr, #1\n\t"                                                                                   \
     "b       2f\n\t"                                                                                           \
-    "1:\n\t" TC_PAIR_GROUP "2:\n\t" TC_PAIR_GROUP                                                              \
+    "1:\n\t" GROUP "2:\n\t" GROUP                                                                              \
     "subs    lr, lr, #1\n\t"                                                                                   \
     "bne     1b\n\t"                                                                                           \
     "ldr     r10, %[rq]\n\t"                                                                                   \
-    "ldmia   r10!, {r0, r1, r2, r3}\n\t" TC_PAIR_REQUANT("r6") TC_PAIR_REQUANT("r8")                           \
-    "ldmia   r10!, {r0, r1, r2, r3}\n\t" TC_PAIR_REQUANT("r7") TC_PAIR_REQUANT("r9")                           \
+    "ldmia   r10!, {r0, r1, r2, r3}\n\t" REQUANT("r6") REQUANT("r8")                                           \
+    "ldmia   r10!, {r0, r1, r2, r3}\n\t" REQUANT("r7") REQUANT("r9")                                           \
     "str     r10, %[rq]\n\t"                                                                                   \
     "ssat    r6, #8, r6\n\t"                                                                                   \
     "ssat    r7, #8, r7\n\t"                                                                                   \
@@ -333,21 +428,38 @@ TC_INLINE void tc_dot_2x2(const uint32_t *x, const uint32_t *w0, const uint32_t 
     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "lr", "cc", "memory"
 
 /*
- * Output channels 0 .. 2 * pairs - 1 of pixels A and B: int16 weights start at row 0, `rq` at
- * record 0 (fast records), outputs at out_a and out_b.
+ * Output channels 0 .. 2 * pairs - 1 of pixels A and B: doubled int16 weights start at row 0,
+ * `rq` at record 0 (fast records), outputs at out_a and out_b.
  */
-static void tc_conv_pairs(const uint32_t *x, const uint32_t *weights, int32_t groups, int32_t pairs,
-                          const int32_t *rq, int8_t *out_a, int8_t *out_b, int32_t lo, int32_t hi, int full)
+static void tc_conv_pairs_wide(const uint32_t *x, const uint32_t *weights, int32_t groups, int32_t pairs,
+                               const int32_t *rq, int8_t *out_a, int8_t *out_b, int32_t lo, int32_t hi, int full)
 {
+    const int32_t row_bytes = 8 * groups;
     register const uint32_t *w0 __asm__("r11") = weights;
     register const uint32_t *w1 __asm__("r12") = weights + 2 * groups;
-    const int32_t row_bytes = 8 * groups;
     const uint32_t lo4 = (uint32_t)(uint8_t)lo * 0x01010101u;
     const uint32_t hi4 = (uint32_t)(uint8_t)hi * 0x01010101u;
     if (full) {
-        __asm__ volatile(TC_PAIR_HEAD TC_PAIR_TAIL TC_PAIR_OPERANDS);
+        __asm__ volatile(TC_PAIR_HEAD(TC_PAIR_GROUP, TC_PAIR_REQUANT) TC_PAIR_TAIL TC_PAIR_OPERANDS);
     } else {
-        __asm__ volatile(TC_PAIR_HEAD TC_PAIR_CLAMP TC_PAIR_TAIL TC_PAIR_OPERANDS);
+        __asm__ volatile(TC_PAIR_HEAD(TC_PAIR_GROUP, TC_PAIR_REQUANT) TC_PAIR_CLAMP TC_PAIR_TAIL TC_PAIR_OPERANDS);
+    }
+}
+
+/* As tc_conv_pairs_wide with int8 weight rows. */
+static void tc_conv_pairs_narrow(const uint32_t *x, const uint32_t *weights, int32_t groups, int32_t pairs,
+                                 const int32_t *rq, int8_t *out_a, int8_t *out_b, int32_t lo, int32_t hi, int full)
+{
+    const int32_t row_bytes = 4 * groups;
+    register const uint32_t *w0 __asm__("r11") = weights;
+    register const uint32_t *w1 __asm__("r12") = weights + groups;
+    const uint32_t lo4 = (uint32_t)(uint8_t)lo * 0x01010101u;
+    const uint32_t hi4 = (uint32_t)(uint8_t)hi * 0x01010101u;
+    if (full) {
+        __asm__ volatile(TC_PAIR_HEAD(TC_PAIR_GROUP_NARROW, TC_PAIR_REQUANT_NARROW) TC_PAIR_TAIL TC_PAIR_OPERANDS);
+    } else {
+        __asm__ volatile(TC_PAIR_HEAD(TC_PAIR_GROUP_NARROW, TC_PAIR_REQUANT_NARROW) TC_PAIR_CLAMP TC_PAIR_TAIL
+                         TC_PAIR_OPERANDS);
     }
 }
 #endif
@@ -384,10 +496,43 @@ TC_INLINE void tc_dot_2x2(const int8_t *a, const int8_t *b, const int16_t *w0, c
     s->s10 = s10;
     s->s11 = s11;
 }
+
+/* As tc_dot_2x2 with int8 weight rows. */
+TC_INLINE void tc_dot_2x2_narrow(const int8_t *a, const int8_t *b, const int8_t *w0, const int8_t *w1, int32_t k,
+                                 tc_acc4 *s)
+{
+    int32_t s00 = s->s00, s01 = s->s01, s10 = s->s10, s11 = s->s11;
+    int32_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        int32_t t00 = 0, t01 = 0, t10 = 0, t11 = 0;
+        for (int32_t j = 0; j < 16; ++j) {
+            const int32_t xa = a[i + j], xb = b[i + j], v0 = w0[i + j], v1 = w1[i + j];
+            t00 += xa * v0;
+            t01 += xa * v1;
+            t10 += xb * v0;
+            t11 += xb * v1;
+        }
+        s00 += t00;
+        s01 += t01;
+        s10 += t10;
+        s11 += t11;
+    }
+    for (; i < k; ++i) {
+        const int32_t xa = a[i], xb = b[i], v0 = w0[i], v1 = w1[i];
+        s00 += xa * v0;
+        s01 += xa * v1;
+        s10 += xb * v0;
+        s11 += xb * v1;
+    }
+    s->s00 = s00;
+    s->s01 = s01;
+    s->s10 = s10;
+    s->s11 = s11;
+}
 #endif
 
 TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, int8_t *output, void *scratch,
-                            const int fast, const int full)
+                            const int fast, const int full, const int wide)
 {
     const tc_fast_clamp c = tc_fast_clamp_of(&p->out);
     const int32_t *rq = p->out.rq;
@@ -398,7 +543,8 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
     const int32_t pixels = p->batches * out_h * out_w;
     const int direct = p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                        p->pad_top == 0 && p->pad_left == 0 && p->in_h == out_h && p->in_w == out_w;
-    const int16_t *weights = (const int16_t *)(const void *)p->weights;
+    const int8_t *weights = (const int8_t *)(const void *)p->weights;
+    const int32_t row_bytes = wide ? 2 * k4 : k4;   /* one weight row */
     int32_t b = 0, oy = 0, ox = 0;   /* coordinates of pixel A */
 
     for (int32_t pix = 0; pix < pixels; pix += 2) {
@@ -419,17 +565,17 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
 #if TC_FAST_DSP && !TC_FAST_MVE
         uint32_t *x = (uint32_t *)scratch;
         if (direct) {
-            tc_expand_row(input + (size_t)pix * in_c, k, x);
-            tc_expand_row(input + (size_t)(two ? pix + 1 : pix) * in_c, k, x + 2);
+            tc_expand_row(input + (size_t)pix * in_c, k, x, wide);
+            tc_expand_row(input + (size_t)(two ? pix + 1 : pix) * in_c, k, x + 2, wide);
         } else if ((in_c & 3) == 0) {
-            tc_expand_taps(p, input, b, oy, ox, x);
-            tc_expand_taps(p, input, b2, oy2, ox2, x + 2);
+            tc_expand_taps(p, input, b, oy, ox, x, wide);
+            tc_expand_taps(p, input, b2, oy2, ox2, x + 2, wide);
         } else {
             int8_t *stage = (int8_t *)scratch + 4 * (size_t)k4;
             tc_gather_row(p, input, b, oy, ox, stage);
-            tc_expand_words(stage, k4, x);
+            tc_expand_words(stage, k4, x, wide);
             tc_gather_row(p, input, b2, oy2, ox2, stage);
-            tc_expand_words(stage, k4, x + 2);
+            tc_expand_words(stage, k4, x + 2, wide);
         }
 #else
         const int8_t *row_a, *row_b;
@@ -449,8 +595,12 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
         int32_t first = 0;
 #if TC_FAST_DSP && !TC_FAST_MVE && defined(TC_CONV_ASM)
         if (fast && two && out_c >= 2) {
-            tc_conv_pairs(x, (const uint32_t *)(const void *)weights, k4 >> 2, out_c >> 1, rq, out_a, out_b, c.lo,
-                          c.hi, full);
+            const uint32_t *words = (const uint32_t *)(const void *)weights;
+            if (wide) {
+                tc_conv_pairs_wide(x, words, k4 >> 2, out_c >> 1, rq, out_a, out_b, c.lo, c.hi, full);
+            } else {
+                tc_conv_pairs_narrow(x, words, k4 >> 2, out_c >> 1, rq, out_a, out_b, c.lo, c.hi, full);
+            }
             first = out_c & ~1;
         }
 #endif
@@ -458,18 +608,34 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
             const tc_fast_rq q0 = tc_fast_rq_of(rq + 4 * oc);
             const tc_fast_rq q1 = tc_fast_rq_of(rq + 4 * oc + 4);
             tc_acc4 s = {q0.bias, q1.bias, q0.bias, q1.bias};
+            const int8_t *row0 = weights + (size_t)oc * row_bytes;
 #if TC_FAST_DSP && !TC_FAST_MVE
-            const uint32_t *w0 = (const uint32_t *)(const void *)(weights + (size_t)oc * k4);
-            tc_dot_2x2(x, w0, w0 + (k4 >> 1), k4 >> 2, &s);
+            const uint32_t *w0 = (const uint32_t *)(const void *)row0;
+            const uint32_t *w1 = (const uint32_t *)(const void *)(row0 + row_bytes);
+            if (wide) {
+                tc_dot_2x2(x, w0, w1, k4 >> 2, &s);
+            } else {
+                tc_dot_2x2_narrow(x, w0, w1, k4 >> 2, &s);
+            }
 #else
-            const int16_t *w0 = weights + (size_t)oc * k4;
-            tc_dot_2x2(row_a, row_b, w0, w0 + k4, k, &s);
+            if (wide) {
+                const int16_t *w0 = (const int16_t *)(const void *)row0;
+                tc_dot_2x2(row_a, row_b, w0, w0 + k4, k, &s);
+            } else {
+                tc_dot_2x2_narrow(row_a, row_b, row0, row0 + k4, k, &s);
+            }
 #endif
-            /* The doubled weights and bias give twice the accumulator, an even number. */
-            const int8_t v00 = tc_fast_store(c, q0, s.s00 / 2, fast, full);
-            const int8_t v01 = tc_fast_store(c, q1, s.s01 / 2, fast, full);
-            const int8_t v10 = tc_fast_store(c, q0, s.s10 / 2, fast, full);
-            const int8_t v11 = tc_fast_store(c, q1, s.s11 / 2, fast, full);
+            if (wide) {
+                /* The doubled weights and bias give twice the accumulator, an even number. */
+                s.s00 /= 2;
+                s.s01 /= 2;
+                s.s10 /= 2;
+                s.s11 /= 2;
+            }
+            const int8_t v00 = tc_fast_store(c, q0, s.s00, fast, full);
+            const int8_t v01 = tc_fast_store(c, q1, s.s01, fast, full);
+            const int8_t v10 = tc_fast_store(c, q0, s.s10, fast, full);
+            const int8_t v11 = tc_fast_store(c, q1, s.s11, fast, full);
             out_a[oc] = v00;
             if (oc + 1 < out_c) {
                 out_a[oc + 1] = v01;
@@ -495,21 +661,48 @@ TC_INLINE void tc_conv_body(const tc_fast_conv_params *p, const int8_t *input, i
     }
 }
 
+/* The body for one requantization variant, with int16 (`wide`) or int8 weights. */
+static void tc_conv_wide(const tc_fast_conv_params *p, const int8_t *input, int8_t *output, void *scratch,
+                         int variant)
+{
+    switch (variant) {
+    case 2:
+        tc_conv_body(p, input, output, scratch, 1, 1, 1);
+        break;
+    case 1:
+        tc_conv_body(p, input, output, scratch, 1, 0, 1);
+        break;
+    default:
+        tc_conv_body(p, input, output, scratch, 0, 0, 1);
+        break;
+    }
+}
+
+static void tc_conv_narrow(const tc_fast_conv_params *p, const int8_t *input, int8_t *output, void *scratch,
+                           int variant)
+{
+    switch (variant) {
+    case 2:
+        tc_conv_body(p, input, output, scratch, 1, 1, 0);
+        break;
+    case 1:
+        tc_conv_body(p, input, output, scratch, 1, 0, 0);
+        break;
+    default:
+        tc_conv_body(p, input, output, scratch, 0, 0, 0);
+        break;
+    }
+}
+
 tc_status tc_fast_conv_s8(const tc_fast_conv_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
     if (scratch == NULL) {
         return TC_ERROR_ARGUMENT;
     }
-    switch (tc_fast_variant(&p->out)) {
-    case 2:
-        tc_conv_body(p, input, output, scratch, 1, 1);
-        break;
-    case 1:
-        tc_conv_body(p, input, output, scratch, 1, 0);
-        break;
-    default:
-        tc_conv_body(p, input, output, scratch, 0, 0);
-        break;
+    if (p->wide) {
+        tc_conv_wide(p, input, output, scratch, tc_fast_variant(&p->out));
+    } else {
+        tc_conv_narrow(p, input, output, scratch, tc_fast_variant(&p->out));
     }
     return TC_OK;
 }

@@ -35,7 +35,9 @@ from tinycompile.codegen.ops.common import layer_symbol
 
 log = logging.getLogger(__name__)
 
-KERNEL_MODES = ("auto", "optimized", "portable")
+# "auto" and "optimized": specialized kernels; "compact": the same with int8 convolution weights
+# (half their flash, more instructions); "portable": the portable C kernels only.
+KERNEL_MODES = ("auto", "optimized", "compact", "portable")
 
 # tc_fast_out.mode values (tc_kernels_fast.h).
 RQ_EXACT, RQ_DOUBLE, RQ_FAST = 0, 1, 2
@@ -165,13 +167,14 @@ def _double_rounding(options: LoweringOptions, always_double: bool) -> bool:
 
 
 def _matrix_layer(layer: Layer, options: LoweringOptions, rows: np.ndarray, bias: np.ndarray, q: CStruct,
-                  always_double: bool, wide: bool) -> tuple[np.ndarray, CStruct] | None:
+                  always_double: bool, wide: bool, conv: bool = True) -> tuple[np.ndarray, CStruct] | None:
     """Pack weight rows (out x k) and build the folded-bias output stage, or None if unsafe.
 
     Rows are padded to a multiple of 4 values with zeros and stored as int16 when `wide` (the
     convolution kernels reuse every weight for many pixels, so they take them unpacked, at twice
     the flash), as int8 otherwise. Wide weights and their bias are doubled: the kernels then
     accumulate 2 * acc, which the fast requantization multiplies, and save one shift per output.
+    Convolution rows (`conv`) are padded to an even count, since the kernel takes channel pairs.
     """
     out_c, k = rows.shape
     input_offset = int(q.fields["input_offset"])
@@ -190,7 +193,7 @@ def _matrix_layer(layer: Layer, options: LoweringOptions, rows: np.ndarray, bias
     folded = np.where(overflow, 0, folded)
     bounds = np.abs(bias) + _input_span(input_offset) * abs_sum
     k4 = _round_up(max(k, 1), 4)
-    padded = np.zeros((_round_up(out_c, 2) if wide else out_c, k4), dtype=np.int16 if wide else np.int8)
+    padded = np.zeros((_round_up(out_c, 2) if conv else out_c, k4), dtype=np.int16 if wide else np.int8)
     padded[:out_c, :k] = rows
     padded *= scale
     multiplier, shift = _requant_fields(q)
@@ -210,16 +213,16 @@ def _bias_values(bias: ir.Tensor | None, channels: int) -> np.ndarray:
     return np.asarray(bias.data, dtype=np.int64).reshape(-1)
 
 
-def _conv_struct(layer: Layer, geometry: dict, k: int, packed: np.ndarray, out: CStruct) -> CStruct:
+def _conv_struct(layer: Layer, geometry: dict, k: int, packed: np.ndarray, out: CStruct, wide: bool) -> CStruct:
     name = layer_symbol(layer.op)
     k4 = _round_up(max(k, 1), 4)
     fields = {key: geometry[key] for key in (
         "batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "filter_h", "filter_w",
         "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_top", "pad_left")}
-    fields.update(k=k, k4=k4, pad_value=-int(geometry["q"].fields["input_offset"]),
-                  weights=ConstArray(f"{name}_weights", "int32_t", packed,
-                                     "int16 weight rows, zero-padded to multiples of 4, two to a word"),
-                  out=out)
+    description = ("doubled int16 weight rows, zero-padded to multiples of 4, two to a word" if wide
+                   else "int8 weight rows, zero-padded to multiples of 4, four to a word")
+    fields.update(k=k, k4=k4, wide=1 if wide else 0, pad_value=-int(geometry["q"].fields["input_offset"]),
+                  weights=ConstArray(f"{name}_weights", "int32_t", packed, description), out=out)
     return CStruct("tc_fast_conv_params", fields)
 
 
@@ -237,10 +240,11 @@ def specialize_conv(layer: Layer, options: LoweringOptions) -> Layer:
     k = g["filter_h"] * g["filter_w"] * g["in_c"]
     rows = np.asarray(w.data, dtype=np.int8).reshape(out_c, k)
     # CONV_2D rounds twice in both references (tc_conv2d_s8 calls tc_requantize_double).
-    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), g["q"], always_double=True, wide=True)
+    wide = options.kernels != "compact"
+    packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), g["q"], always_double=True, wide=wide)
     if packed is None:
         return layer
-    struct = _conv_struct(layer, g, k, *packed)
+    struct = _conv_struct(layer, g, k, *packed, wide)
     return dataclasses.replace(layer, kernel="tc_fast_conv_s8", args=[struct, x, y, _conv_scratch(k, g["in_c"])],
                                sources=("tc_fast_conv_s8.c",), inplace_ok=())
 
@@ -255,11 +259,12 @@ def specialize_depthwise(layer: Layer, options: LoweringOptions) -> Layer:
     if g["in_c"] == 1:
         # One input channel: a convolution with out_c filters of depth 1 (OHWI).
         rows = np.ascontiguousarray(weights.T)
-        packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), q, always_double=True, wide=True)
+        wide = options.kernels != "compact"
+        packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_c), q, always_double=True, wide=wide)
         if packed is None:
             return layer
         conv = dict(g, in_c=1)
-        struct = _conv_struct(layer, conv, taps, *packed)
+        struct = _conv_struct(layer, conv, taps, *packed, wide)
         return dataclasses.replace(layer, kernel="tc_fast_conv_s8", args=[struct, x, y, _conv_scratch(taps, 1)],
                                    sources=("tc_fast_conv_s8.c",), inplace_ok=())
     if g["depth_multiplier"] != 1 or g["filter_h"] > DW_MAX_FILTER_H:
@@ -331,7 +336,7 @@ def specialize_fully_connected(layer: Layer, options: LoweringOptions) -> Layer:
     out_features, in_features = f["out_features"], f["in_features"]
     rows = np.asarray(w.data, dtype=np.int8).reshape(out_features, in_features)
     packed = _matrix_layer(layer, options, rows, _bias_values(bias, out_features), q, always_double=False,
-                           wide=False)
+                           wide=False, conv=False)
     if packed is None:
         return layer
     words, out = packed
