@@ -279,18 +279,23 @@ def test_invalid_kernel_choice_is_rejected():
         CompileOptions(kernels="fast")
 
 
+# TC_FAST_NO_ASM runs the C intrinsics bodies that otherwise only handle leftover pixels and channels.
+QEMU_CASES = [("qemu-m3", "optimized", ()), ("qemu-m4", "optimized", ()), ("qemu-m7", "optimized", ()),
+              ("qemu-m33", "optimized", ()), ("qemu-m55", "optimized", ()), ("qemu-m4", "compact", ()),
+              ("qemu-m55", "compact", ()), ("qemu-m4", "optimized", ("TC_FAST_NO_ASM",)),
+              ("qemu-m4", "compact", ("TC_FAST_NO_ASM",))]
+
+
 @needs_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("board,kernels", [("qemu-m3", "optimized"), ("qemu-m4", "optimized"),
-                                           ("qemu-m7", "optimized"), ("qemu-m33", "optimized"),
-                                           ("qemu-m55", "optimized"), ("qemu-m4", "compact"),
-                                           ("qemu-m55", "compact")])
-def test_qemu_matches_portable(board, kernels, cases, portable_outputs, tmp_path):
+@pytest.mark.parametrize("board,kernels,defines", QEMU_CASES,
+                         ids=[f"{b}-{k}{'-no-asm' if d else ''}" for b, k, d in QEMU_CASES])
+def test_qemu_matches_portable(board, kernels, defines, cases, portable_outputs, tmp_path):
     samples, want = portable_outputs
     compiled = _compile(cases, kernels)
     target = load_board(board)
     model_dir = write_model(compiled, tmp_path / "model")
-    image = build_firmware(model_dir, target, tmp_path / "build")
+    image = build_firmware(model_dir, target, tmp_path / "build", defines=defines)
     raw = [b"".join(np.ascontiguousarray(x).tobytes() for x in sample) for sample in samples]
     size = sum(t.nbytes for t in cases.outputs)
     run = run_firmware(image, target, raw, size, timeout=120)

@@ -32,6 +32,13 @@
 #define TC_FAST_MVE 0
 #endif
 
+/*
+ * NOTE: on DSP targets the inner loops of convolution, depthwise and fully connected layers are
+ * inline assembly that uses all fourteen general registers, r7 included. A build that keeps a
+ * frame pointer (-fno-omit-frame-pointer with optimization) fails with "r7 cannot be used in
+ * 'asm' here"; define TC_FAST_NO_ASM there to run the C bodies instead. Builds without
+ * optimization use the C bodies anyway.
+ */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define TC_FAST_DSP 1
 #include <arm_acle.h>
