@@ -44,6 +44,11 @@ def parse_input_shape(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[in
     return shapes
 
 
+kernels_option = click.option(
+    "--kernels", type=click.Choice(["auto", "optimized", "compact", "portable"]), default="auto", show_default=True,
+    help="Kernel set: auto and optimized pick specialized kernels where they apply (int16 conv weights, "
+         "fastest), compact keeps int8 conv weights (smaller flash), portable uses the plain C kernels only.",
+)
 input_shape_option = click.option(
     "--input-shape", "input_shapes", multiple=True, callback=parse_input_shape, metavar="NAME:D0,D1,...",
     help="Fix the shape of an ONNX graph input with dynamic dimensions; repeatable.",
@@ -85,14 +90,16 @@ def cli(verbose: int) -> None:
 @click.option("--sram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
               help="Fail when the arena needs more than BYTES of SRAM.")
 @input_shape_option
+@kernels_option
 def compile_command(model: Path, output: Path, force: bool, rounding: str, planner: str, inplace: str,
-                    reorder: bool, sram_budget: int | None, input_shapes: dict[str, tuple[int, ...]]) -> None:
+                    reorder: bool, sram_budget: int | None, input_shapes: dict[str, tuple[int, ...]],
+                    kernels: str) -> None:
     """Compile MODEL into a self-contained C99 folder with a static memory plan."""
     from tinycompile.codegen.emit import write_model
     from tinycompile.compiler import CompileOptions, compile_model
 
     options = CompileOptions(rounding=rounding, planner=planner, inplace=inplace, reorder=reorder,
-                             sram_budget=sram_budget)
+                             sram_budget=sram_budget, kernels=kernels)
     compiled = compile_model(model, options, input_shapes)
     write_model(compiled, output, force=force)
     print_compile_summary(compiled, output)
@@ -131,13 +138,14 @@ def print_compile_summary(compiled, output: Path | None) -> None:
 @rounding_option
 @planner_option
 @input_shape_option
+@kernels_option
 def verify_command(model: Path, inputs: tuple[Path, ...], samples: int, seed: int, tolerance: float | None,
-                   rounding: str, planner: str, input_shapes: dict[str, tuple[int, ...]]) -> None:
+                   rounding: str, planner: str, input_shapes: dict[str, tuple[int, ...]], kernels: str) -> None:
     """Compile MODEL, run the C on the host, and compare every output element with the reference."""
     from tinycompile.verify import verify_model
 
     result = verify_model(model, rounding=rounding, samples=samples, seed=seed, inputs=list(inputs),
-                          tolerance=tolerance, planner=planner, input_shapes=input_shapes)
+                          tolerance=tolerance, planner=planner, input_shapes=input_shapes, kernels=kernels)
     print_verify_result(result)
     if not result.ok:
         sys.exit(1)
@@ -174,15 +182,17 @@ def print_verify_result(result) -> None:
 @inplace_option
 @reorder_option
 @input_shape_option
+@kernels_option
 def analyze_command(model: Path, board: str | None, output_format: str, plot: Path | None, rounding: str,
-                    planner: str, inplace: str, reorder: bool, input_shapes: dict[str, tuple[int, ...]]) -> None:
+                    planner: str, inplace: str, reorder: bool, input_shapes: dict[str, tuple[int, ...]],
+                    kernels: str) -> None:
     """Report per-layer memory and compute of MODEL, and its SRAM and flash against a board."""
     import json
 
     from tinycompile.analyze import analyze_model, plot_plan, render_text, report_json
     from tinycompile.compiler import CompileOptions, compile_model
 
-    options = CompileOptions(rounding=rounding, planner=planner, inplace=inplace, reorder=reorder)
+    options = CompileOptions(rounding=rounding, planner=planner, inplace=inplace, reorder=reorder, kernels=kernels)
     report = analyze_model(compile_model(model, options, input_shapes), board)
     if output_format == "json":
         click.echo(json.dumps(report_json(report), indent=2))
@@ -216,10 +226,11 @@ def analyze_command(model: Path, board: str | None, output_format: str, plot: Pa
 @rounding_option
 @planner_option
 @input_shape_option
+@kernels_option
 def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples: int, seed: int, opt: str,
                      sram_budget: int | None, timeout: float | None, tolerance: float | None,
                      labels: Path | None, rounding: str, planner: str,
-                     input_shapes: dict[str, tuple[int, ...]]) -> None:
+                     input_shapes: dict[str, tuple[int, ...]], kernels: str) -> None:
     """Cross-build MODEL for a simulated board, run it in QEMU and compare it with the reference."""
     from tinycompile.simulate import simulate_model
 
@@ -227,7 +238,7 @@ def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples:
     with console.status(f"compiling, cross-building and running {model.name} on {board}"):
         result = simulate_model(model, board=board, inputs=list(inputs), samples=samples, seed=seed, opt=opt,
                                 sram_budget=sram_budget, rounding=rounding, planner=planner,
-                                tolerance=tolerance, timeout=timeout, input_shapes=input_shapes)
+                                tolerance=tolerance, timeout=timeout, input_shapes=input_shapes, kernels=kernels)
     print_simulation(result, opt, names)
     if not result.ok:
         sys.exit(1)

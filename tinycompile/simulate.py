@@ -94,7 +94,7 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
                    rounding: str = "tflm", planner: str = "auto", tolerance: float | None = None,
                    timeout: float | None = None, extra_samples: list[list[np.ndarray]] | tuple = (),
                    workdir: Path | None = None, compile_options: CompileOptions | None = None,
-                   input_shapes: dict[str, tuple[int, ...]] | None = None) -> SimulationResult:
+                   input_shapes: dict[str, tuple[int, ...]] | None = None, kernels: str = "auto") -> SimulationResult:
     """Run `model_path` on a simulated board and compare every output element with the reference.
 
     The reference is ONNX Runtime for ONNX models and the rounding mode's interpreter otherwise;
@@ -114,7 +114,7 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
     data += random_samples(graph, samples, seed)
     if not data:
         raise TinyCompileError("no samples to simulate; pass --samples N or --input FILE")
-    options = compile_options or CompileOptions(rounding=rounding, planner=planner)
+    options = compile_options or CompileOptions(rounding=rounding, planner=planner, kernels=kernels)
     compiled = compile_graph(graph, options)
     budget = check_budget(compiled, target, sram_budget)
 

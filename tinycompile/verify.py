@@ -185,7 +185,7 @@ def verify_model(model_path: str | Path, rounding: str = "tflm", reference: str 
                  samples: int = 10, seed: int = 0, inputs: list[Path] | tuple = (),
                  tolerance: float | None = None, planner: str = "auto", workdir: Path | None = None,
                  extra_samples: list[list[np.ndarray]] | tuple = (),
-                 input_shapes: dict[str, tuple[int, ...]] | None = None) -> VerifyResult:
+                 input_shapes: dict[str, tuple[int, ...]] | None = None, kernels: str = "auto") -> VerifyResult:
     """Compile `model_path`, run it on the host and compare every output element with the reference.
 
     Samples are, in order: those read from `inputs` files, `extra_samples` (one array per graph
@@ -197,7 +197,7 @@ def verify_model(model_path: str | Path, rounding: str = "tflm", reference: str 
     graph = load_model(model_path, input_shapes)
     data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
     data += random_samples(graph, samples, seed)
-    compiled = compile_graph(graph, CompileOptions(rounding=rounding, planner=planner))
+    compiled = compile_graph(graph, CompileOptions(rounding=rounding, planner=planner, kernels=kernels))
     if not data:
         raise TinyCompileError("no samples to verify; pass --samples N or --input FILE")
     if reference is None:
