@@ -24,8 +24,9 @@ from tinycompile.errors import BudgetError, TinyCompileError
 from tinycompile.reference import run_reference
 from tinycompile.verify import OutputComparison, compare, default_tolerance, random_samples, read_input_files
 
-# QEMU with -icount shift=0 runs very roughly 50-200 million guest instructions per second here;
-# the timeout allows for the slow end plus start-up, per sample.
+# An estimate: QEMU 7.2 with -icount shift=0 ran 50-200 million guest instructions per second on
+# a 2-core x86-64 machine, and the portable kernels take up to about 35 instructions per MAC. The
+# timeout assumes 20 million per second and 40 per MAC, plus 30 s for start-up.
 _BASE_TIMEOUT_S = 30.0
 _INSTRUCTIONS_PER_SECOND_FLOOR = 20e6
 _INSTRUCTIONS_PER_MAC_CEILING = 40
