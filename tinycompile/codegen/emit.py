@@ -9,8 +9,6 @@ renamed into place, so a failed compile never leaves a half-written folder behin
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from tinycompile import __version__, ir
 from tinycompile.codegen.c_format import c_array_body, c_identifier, c_initializer, collect_const_arrays
 from tinycompile.codegen.lowering import ConstArray, CStruct, Scratch
 from tinycompile.compiler import CompiledModel
-from tinycompile.errors import TinyCompileError
+from tinycompile.outdir import check_output_folder, write_folder
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = PACKAGE_ROOT / "templates"
@@ -69,38 +67,10 @@ def render_model(compiled: CompiledModel) -> dict[str, str]:
 
 def write_model(compiled: CompiledModel, out_dir: str | Path, force: bool = False) -> Path:
     """Write the C folder for `compiled` to `out_dir` atomically and return its path."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise TinyCompileError(f"output path '{out_dir}' exists and is not a folder; choose another -o")
-        if any(out_dir.iterdir()) and not force:
-            raise TinyCompileError(
-                f"output folder '{out_dir}' is not empty; pass --force to replace it or choose another -o"
-            )
-    files = render_model(compiled)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        for rel, text in files.items():
-            (tmp / rel).write_text(text)
-        kernels = tmp / "tc"
-        kernels.mkdir()
-        for header in kernel_headers():
-            shutil.copyfile(header, kernels / header.name)
-        for source in compiled.kernel_sources:
-            shutil.copyfile(FIRMWARE_DIR / "kernels" / source, kernels / source)
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            backup = out_dir.with_name(f".{out_dir.name}.old-{tmp.name[-8:]}")
-            out_dir.rename(backup)
-            tmp.rename(out_dir)
-            shutil.rmtree(backup)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    check_output_folder(Path(out_dir), force=force)
+    copies = {f"tc/{header.name}": header for header in kernel_headers()}
+    copies.update({f"tc/{source}": FIRMWARE_DIR / "kernels" / source for source in compiled.kernel_sources})
+    return write_folder(out_dir, render_model(compiled), copies, force=force)
 
 
 def _names(compiled: CompiledModel) -> _Names:

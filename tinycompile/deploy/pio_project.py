@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from tinycompile.compiler import CompiledModel
 from tinycompile.deploy.boards import Board
 from tinycompile.deploy.cross import HARNESS_DIR, render_linker_script
 from tinycompile.errors import TinyCompileError
+from tinycompile.outdir import write_folder
 from tinycompile.verify import output_step
 
 logger = logging.getLogger(__name__)
@@ -328,37 +327,7 @@ def write_project(files: dict[str, str], out_dir: str | Path, *, force: bool = F
     A non-empty ``out_dir`` is replaced only with ``force``. The files go to a temporary sibling
     folder first, which is renamed into place, so a failure leaves no half-written project.
     """
-    out_dir = Path(out_dir)
-    check_output_folder(out_dir, force=force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        for relative, text in files.items():
-            path = tmp / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            backup = out_dir.with_name(f".{out_dir.name}.old-{tmp.name[-8:]}")
-            out_dir.rename(backup)
-            tmp.rename(out_dir)
-            shutil.rmtree(backup)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out_dir = write_folder(out_dir, files, force=force)
     logger.info("wrote PlatformIO project %s (%d files)", out_dir, len(files))
     return out_dir
 
-
-def check_output_folder(out_dir: Path, *, force: bool) -> None:
-    """Raise TinyCompileError unless ``out_dir`` is absent, empty, or may be replaced (``force``)."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise TinyCompileError(f"output path '{out_dir}' exists and is not a folder; choose another -o")
-    if any(out_dir.iterdir()) and not force:
-        raise TinyCompileError(
-            f"output folder '{out_dir}' is not empty; pass --force to replace it or choose another -o"
-        )

@@ -52,12 +52,12 @@ from tinycompile.deploy.pio_project import (
     UPLOAD_STATUS_FILE,
     GoldenVectors,
     ProjectSettings,
-    check_output_folder,
     env_name,
     render_project,
     write_project,
 )
 from tinycompile.errors import BudgetError, TinyCompileError, ToolError
+from tinycompile.outdir import check_output_folder
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ exported parameters. Files are written to a temporary sibling folder that is ren
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from tinycompile import __version__, ir
 from tinycompile.codegen.c_format import c_array_body, c_identifier, c_initializer, collect_const_arrays
 from tinycompile.codegen.emit import FIRMWARE_DIR, TEMPLATES_DIR, kernel_headers
 from tinycompile.codegen.lowering import ConstArray
-from tinycompile.errors import TinyCompileError
+from tinycompile.outdir import check_output_folder, write_folder
 from tinycompile.training.compiler import TrainingProgram
 from tinycompile.training.schedule import Params, Value
 
@@ -60,36 +58,10 @@ def render_training(program: TrainingProgram) -> dict[str, str]:
 
 def write_training(program: TrainingProgram, out_dir: str | Path, force: bool = False) -> Path:
     """Write the C folder of `program` to `out_dir` atomically and return its path."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise TinyCompileError(f"output path '{out_dir}' exists and is not a folder; choose another -o")
-        if any(out_dir.iterdir()) and not force:
-            raise TinyCompileError(f"output folder '{out_dir}' is not empty; pass --force to replace it or choose another -o")
-    files = render_training(program)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        for rel, text in files.items():
-            (tmp / rel).write_text(text, encoding="utf-8")
-        kernels = tmp / "tc"
-        kernels.mkdir()
-        for header in kernel_headers():
-            shutil.copyfile(header, kernels / header.name)
-        for source in kernel_sources(program):
-            shutil.copyfile(FIRMWARE_DIR / "kernels" / source, kernels / source)
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            backup = out_dir.with_name(f".{out_dir.name}.old-{tmp.name[-8:]}")
-            out_dir.rename(backup)
-            tmp.rename(out_dir)
-            shutil.rmtree(backup)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    check_output_folder(Path(out_dir), force=force)
+    copies = {f"tc/{header.name}": header for header in kernel_headers()}
+    copies.update({f"tc/{source}": FIRMWARE_DIR / "kernels" / source for source in kernel_sources(program)})
+    return write_folder(out_dir, render_training(program), copies, force=force)
 
 
 def offset_macro(v: Value) -> str:
