@@ -139,3 +139,16 @@ def test_missing_qemu_names_package(tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2, result.stderr
     assert "qemu-system-arm" in result.stderr
+
+
+def test_unoptimized_build_runs():
+    # -O0 keeps every local of the inlined kernel bodies on the stack; simulate gives it room.
+    model = shared_model("mlperf_tiny/kws_ref_model.tflite")
+    result = simulate_model(model, board="qemu-m3", opt="-O0", samples=1)
+    assert_bit_exact_samples(result, 1)
+
+
+def assert_bit_exact_samples(result, count: int) -> None:
+    assert result.samples == count
+    for output in result.outputs:
+        assert output.mismatches == 0, f"{output.name}: {output.mismatches} of {output.elements} differ"
