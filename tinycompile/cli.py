@@ -109,7 +109,10 @@ def print_compile_summary(compiled, output: Path | None) -> None:
     step = compiled.peak_step
     peak = compiled.layers[step].op
     if output is not None:
-        console.print(f"wrote {output}/ ({len(compiled.layers)} layers)")
+        with_code = sum(1 for layer in compiled.layers if layer.kernel is not None)
+        aliases = len(compiled.layers) - with_code
+        note = f", {aliases} of them only reuse their input's memory" if aliases else ""
+        console.print(f"wrote {output}/ ({plural(len(compiled.layers), 'layer')}{note})")
     bound = compiled.lower_bound
     gap = 100.0 * (compiled.arena_size - bound) / bound if bound else 0.0
     console.print(f"arena: {compiled.arena_size:,} bytes (planner {compiled.plan.planner}, "
@@ -152,8 +155,9 @@ def verify_command(model: Path, inputs: tuple[Path, ...], samples: int, seed: in
 
 
 def print_verify_result(result) -> None:
-    table = Table(title=f"{Path(result.model).name}: generated C vs {result.reference.upper()} "
-                        f"({result.samples} samples, rounding {result.rounding}, tolerance {result.tolerance:g})")
+    table = Table(title=f"{Path(result.model).name}: generated C vs {reference_name(result.reference)} "
+                        f"({plural(result.samples, 'sample')}, rounding {result.rounding}, "
+                        f"tolerance {result.tolerance:g})")
     table.add_column("output")
     table.add_column("elements", justify="right")
     table.add_column("mismatches", justify="right")
@@ -192,6 +196,8 @@ def analyze_command(model: Path, board: str | None, output_format: str, plot: Pa
     from tinycompile.analyze import analyze_model, plot_plan, render_text, report_json
     from tinycompile.compiler import CompileOptions, compile_model
 
+    if plot is not None:
+        check_plot_path(plot)
     options = CompileOptions(rounding=rounding, planner=planner, inplace=inplace, reorder=reorder, kernels=kernels)
     report = analyze_model(compile_model(model, options, input_shapes), board)
     if output_format == "json":
@@ -235,6 +241,15 @@ def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples:
     from tinycompile.simulate import simulate_model
 
     names = read_labels(labels) if labels else None
+    if names is not None:
+        from tinycompile.compiler import load_model
+
+        classes = load_model(model, input_shapes).outputs[0].num_elements
+        if len(names) != classes:
+            raise TinyCompileError(
+                f"labels file '{labels}' has {plural(len(names), 'name')} but output 0 of the model has "
+                f"{plural(classes, 'class')}; give one name per line for each class"
+            )
     with console.status(f"compiling, cross-building and running {model.name} on {board}"):
         result = simulate_model(model, board=board, inputs=list(inputs), samples=samples, seed=seed, opt=opt,
                                 sram_budget=sram_budget, rounding=rounding, planner=planner,
@@ -242,6 +257,33 @@ def simulate_command(model: Path, board: str, inputs: tuple[Path, ...], samples:
     print_simulation(result, opt, names)
     if not result.ok:
         sys.exit(1)
+
+
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def check_plot_path(path: Path) -> None:
+    """Reject a plot file that matplotlib cannot write before any work is done."""
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise TinyCompileError(
+            f"plot file '{path}' has suffix '{path.suffix}'; use one of {', '.join(PLOT_FORMATS)}"
+        )
+    if not path.parent.is_dir():
+        raise TinyCompileError(f"folder '{path.parent}' of plot file '{path}' not found; create it first")
+
+
+REFERENCE_NAMES = {"tflm": "TFLM", "litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
+
+
+def reference_name(reference: str) -> str:
+    return REFERENCE_NAMES.get(reference, reference)
+
+
+def plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    suffix = "es" if noun.endswith(("s", "x", "ch", "sh")) else "s"
+    return f"{count:,} {noun}{suffix}"
 
 
 def read_labels(path: Path) -> list[str]:
@@ -266,7 +308,7 @@ def print_simulation(result, opt: str, labels: list[str] | None = None) -> None:
     elements = sum(o.elements for o in result.outputs)
     verdict = "PASS" if result.ok else "FAIL"
     exact = ", bit-exact" if result.ok and result.tolerance == 0 else ""
-    console.print(f"verification vs {result.reference.upper()}: {result.samples} samples, {mismatches} of "
+    console.print(f"verification vs {reference_name(result.reference)}: {plural(result.samples, 'sample')}, {mismatches} of "
                   f"{elements:,} output elements differ (tolerance {result.tolerance:g}): {verdict}{exact}")
 
     table = Table(title=f"instructions per layer (simulated: QEMU -icount, resolution "
@@ -350,7 +392,7 @@ def project_command(model: Path, output: Path, force: bool, check: bool, board: 
 def print_project_summary(project) -> None:
     fit = project.fit
     console.print(f"wrote {project.path}/ (PlatformIO environment {project.env_name}, "
-                  f"{project.golden.samples} golden samples from {project.golden.reference.upper()})",
+                  f"{plural(project.golden.samples, 'golden sample')} from {reference_name(project.golden.reference)})",
                   markup=False, highlight=False, soft_wrap=True)
     console.print(f"SRAM estimate: {fit.required_bytes:,} of {fit.sram_budget:,} bytes "
                   f"(arena {project.compiled.arena_size:,})", highlight=False)
@@ -407,9 +449,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "tinycompile"
+        err_console.print(f"error: {exc.format_message().rstrip('.')}; run '{command} --help' for usage",
+                          markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except click.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

@@ -69,9 +69,10 @@ def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> ir
         return _Reader(buf, name, source).read()
     except (IndexError, ValueError, TypeError, KeyError, OverflowError, struct.error) as exc:
         # Flatbuffer accessors fail with these when offsets point past the end of the buffer.
+        log.debug("reading %s failed: %r", source, exc)
         raise ModelFormatError(
-            f"'{source}' is malformed or truncated ({len(buf)} bytes; {type(exc).__name__}: {str(exc)[:120]}); "
-            "re-export the model from the converter"
+            f"'{source}' is malformed or truncated: its {len(buf)} bytes do not hold a readable TFLite "
+            "flatbuffer; re-export the model from the converter"
         ) from None
 
 
