@@ -208,7 +208,9 @@ class Importer:
             return v.data
         if isinstance(v, QValue) and v.tensor.is_constant:
             return v.tensor.data
-        raise self.fail(node, f"input '{node.input[index]}' must be a constant (an initializer)")
+        raise self.fail(node, f"input '{node.input[index]}' must be a constant (an initializer) because "
+                              "tinycompile fixes scales, zero points and weights at compile time; store it "
+                              "as an initializer, e.g. by quantizing with onnxruntime's quantize_static")
 
     def qinput(self, node: onnx.NodeProto, index: int) -> QValue:
         """Return input `index` as a quantized integer value (a DequantizeLinear's source counts)."""
