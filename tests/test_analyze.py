@@ -124,7 +124,17 @@ def test_analyze_unwritable_plot_is_one_line_error(tmp_path) -> None:
     result = run_cli("analyze", INVERTED_RESIDUAL, "--plot", tmp_path / "missing" / "plan.png")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
-    assert "cannot write plot" in result.stderr
+    assert "of plot file" in result.stderr
+    assert "not found; create it first" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # rejected before the report is computed
+
+
+def test_analyze_unknown_plot_format(tmp_path) -> None:
+    result = run_cli("analyze", INVERTED_RESIDUAL, "--plot", tmp_path / "plan.txt")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "suffix '.txt'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
