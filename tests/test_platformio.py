@@ -338,7 +338,7 @@ def _assert_pio_test_passed(result: subprocess.CompletedProcess, samples: int = 
 @needs_toolchain
 @needs_qemu
 @pytest.mark.parametrize("model_name, board_name",
-                         [(KWS, name) for name in SIMULATED] + [(RESNET, "qemu-m4"), (RESNET, "qemu-m55")])
+                         [(model, name) for model in (KWS, RESNET) for name in SIMULATED])
 def test_qemu_upload_and_test(tmp_path, offline, model_name, board_name):
     model = shared_model(model_name)
     project = _generate(tmp_path, model, board_name)
