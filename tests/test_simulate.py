@@ -152,3 +152,23 @@ def assert_bit_exact_samples(result, count: int) -> None:
     assert result.samples == count
     for output in result.outputs:
         assert output.mismatches == 0, f"{output.name}: {output.mismatches} of {output.elements} differ"
+
+
+@pytest.mark.parametrize("planner", ["greedy", "best-fit", "exact"])
+@pytest.mark.parametrize("model_name", [
+    "mlperf_tiny/kws_ref_model.tflite",
+    "mlperf_tiny/vww_96_int8.tflite",
+    "mlperf_tiny/pretrainedResnet_quant.tflite",
+    "mlperf_tiny/ad01_int8.tflite",
+    "tflm/person_detection/person_detect.tflite",
+    "tflm/hello_world/hello_world_int8.tflite",
+    "tflm/memory_footprint/simple_add_model.tflite",
+    "tflm/network_tester/network_model_dwconv_int8.tflite",
+])
+def test_every_planner_in_place_on_qemu(model_name, planner):
+    from tinycompile.compiler import CompileOptions
+
+    options = CompileOptions(planner=planner, inplace="all")
+    result = simulate_model(shared_model(model_name), board="qemu-m4", samples=2, compile_options=options)
+    assert result.compiled.plan.planner == planner
+    assert_bit_exact_samples(result, 2)
