@@ -172,3 +172,20 @@ def test_every_planner_in_place_on_qemu(model_name, planner):
     result = simulate_model(shared_model(model_name), board="qemu-m4", samples=2, compile_options=options)
     assert result.compiled.plan.planner == planner
     assert_bit_exact_samples(result, 2)
+
+
+@pytest.mark.parametrize("board", ["qemu-m3", "qemu-m7", "qemu-m55"])
+@pytest.mark.parametrize("model_name", [
+    "mlperf_tiny/vww_96_int8.tflite",
+    "mlperf_tiny/ad01_int8.tflite",
+    "tflm/person_detection/person_detect.tflite",
+    "tflm/hello_world/hello_world_int8.tflite",
+    "tflm/memory_footprint/simple_add_model.tflite",
+    "tflm/network_tester/network_model_dwconv_int8.tflite",
+])
+def test_remaining_models_on_other_boards(model_name, board):
+    # qemu-m3 has no DSP extension, so it runs the portable C paths of the specialized kernels.
+    model = shared_model(model_name)
+    real = real_samples(model_name)[:1]
+    result = simulate_model(model, board=board, samples=2 - len(real), extra_samples=real)
+    assert_bit_exact_samples(result, 2)
