@@ -1,9 +1,9 @@
 """Compile a model for a simulated board, run it in QEMU, and check it against the reference.
 
-The steps are: compile, check that the arena fits the board's SRAM budget (before any build),
-cross-build with arm-none-eabi-gcc, run in qemu-system-arm with `-icount shift=0`, compare every
-output element with the reference interpreter, and collect per-layer instruction counts and the
-memory measured from the ELF and the run.
+It compiles the model and checks that the arena fits the board's SRAM budget before any build.
+Then it cross-builds with arm-none-eabi-gcc and runs the firmware in qemu-system-arm with
+`-icount shift=0`. It compares every output element with the reference interpreter and collects
+per-layer instruction counts and the memory measured from the ELF and the run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tinycompile.deploy.cross import FirmwareImage, build_firmware
 from tinycompile.deploy.qemu import QemuRun, run_firmware
 from tinycompile.errors import BudgetError, TinyCompileError
 from tinycompile.reference import run_reference
-from tinycompile.verify import OutputComparison, compare, default_tolerance, random_samples, read_input_files
+from tinycompile.verify import OutputComparison, collect_samples, compare, default_tolerance, split_outputs
 
 # An estimate: QEMU 7.2 with -icount shift=0 ran 50-200 million guest instructions per second on
 # a 2-core x86-64 machine, and the portable kernels take up to about 35 instructions per MAC. The
@@ -109,8 +109,8 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
                    input_shapes: dict[str, tuple[int, ...]] | None = None, kernels: str = "auto") -> SimulationResult:
     """Run `model_path` on a simulated board and compare every output element with the reference.
 
-    The reference is ONNX Runtime for ONNX models and the rounding mode's interpreter otherwise;
-    `tolerance` defaults to 1 quantization step for ONNX and 0 for TFLite, as in verify.
+    The reference is ONNX Runtime for ONNX models and the rounding mode's interpreter otherwise.
+    As in verify, `tolerance` defaults to 1 quantization step for ONNX and 0 for TFLite.
     """
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"):
         raise TinyCompileError(f"optimization level '{opt}' is invalid; use -O2 or -Os")
@@ -122,8 +122,7 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
             f"`tinycompile project --check --board {target.name}` checks that the model fits it"
         )
     graph = load_model(model_path, input_shapes)
-    data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
-    data += random_samples(graph, samples, seed)
+    data = collect_samples(graph, inputs, extra_samples, samples, seed)
     if not data:
         raise TinyCompileError("no samples to simulate; pass --samples N or --input FILE")
     options = compile_options or CompileOptions(rounding=rounding, planner=planner, kernels=kernels)
@@ -141,13 +140,7 @@ def simulate_model(model_path: str | Path, board: str = DEFAULT_BOARD, inputs: l
         run = run_firmware(image, target, raw_samples, output_size,
                            timeout=timeout or default_timeout(compiled, len(data)))
 
-    generated = []
-    for raw in run.outputs:
-        outs, offset = [], 0
-        for t in graph.outputs:
-            outs.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
-            offset += t.nbytes
-        generated.append(outs)
+    generated = split_outputs(graph, b"".join(run.outputs))
     reference = "onnxruntime" if graph.source_format == "onnx" else options.rounding
     if tolerance is None:
         tolerance = default_tolerance(graph)

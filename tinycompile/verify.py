@@ -49,7 +49,7 @@ def sample_bytes(graph: ir.Graph) -> int:
 
 
 def read_input_files(graph: ir.Graph, paths: list[Path]) -> list[list[np.ndarray]]:
-    """Read samples from raw binary or .npy files: each file holds one or more whole samples."""
+    """Read samples from raw binary or .npy files, each containing one or more whole samples."""
     samples = []
     per_sample = sample_bytes(graph)
     for path in paths:
@@ -61,7 +61,7 @@ def read_input_files(graph: ir.Graph, paths: list[Path]) -> list[list[np.ndarray
             raw = np.ascontiguousarray(data).tobytes()
             if data.dtype != graph.inputs[0].dtype.numpy and len(graph.inputs) == 1:
                 raise TinyCompileError(
-                    f"input file '{path}' holds {data.dtype} values but input '{graph.inputs[0].name}' is "
+                    f"input file '{path}' contains {data.dtype} values but input '{graph.inputs[0].name}' is "
                     f"{graph.inputs[0].dtype.value}; save the array as {graph.inputs[0].dtype.value}"
                 )
         else:
@@ -73,17 +73,31 @@ def read_input_files(graph: ir.Graph, paths: list[Path]) -> list[list[np.ndarray
                 f"({shapes}); pass a file of whole samples in the model's input type"
             )
         for start in range(0, len(raw), per_sample):
-            samples.append(split_sample(graph, raw[start:start + per_sample]))
+            samples.append(split_tensors(graph.inputs, raw[start:start + per_sample]))
     return samples
 
 
-def split_sample(graph: ir.Graph, raw: bytes) -> list[np.ndarray]:
+def split_tensors(tensors: list[ir.Tensor], raw: bytes) -> list[np.ndarray]:
+    """Cut `raw`, the tensors' bytes back to back in order, into one array per tensor."""
     arrays = []
     offset = 0
-    for t in graph.inputs:
+    for t in tensors:
         arrays.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
         offset += t.nbytes
     return arrays
+
+
+def split_outputs(graph: ir.Graph, raw: bytes) -> list[list[np.ndarray]]:
+    """Cut the outputs of several samples, written back to back, into arrays per sample."""
+    per_sample = sum(t.nbytes for t in graph.outputs)
+    return [split_tensors(graph.outputs, raw[start:start + per_sample]) for start in range(0, len(raw), per_sample)]
+
+
+def collect_samples(graph: ir.Graph, inputs: list[Path] | tuple, extra_samples: list[list[np.ndarray]] | tuple,
+                    samples: int, seed: int) -> list[list[np.ndarray]]:
+    """Return the samples of a run: from `inputs` files, then `extra_samples`, then `samples` random ones."""
+    data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
+    return data + random_samples(graph, samples, seed)
 
 
 def random_samples(graph: ir.Graph, count: int, seed: int) -> list[list[np.ndarray]]:
@@ -121,24 +135,14 @@ def run_generated(compiled: CompiledModel, samples: list[list[np.ndarray]], work
     outputs = workdir / "outputs.bin"
     inputs.write_bytes(b"".join(np.ascontiguousarray(x).tobytes() for s in samples for x in s))
     run_host_runner(runner, inputs, outputs)
-    raw = outputs.read_bytes()
-    graph = compiled.graph
-    results = []
-    offset = 0
-    for _ in samples:
-        outs = []
-        for t in graph.outputs:
-            outs.append(np.frombuffer(raw, dtype=t.dtype.numpy, count=t.num_elements, offset=offset).reshape(t.shape))
-            offset += t.nbytes
-        results.append(outs)
-    return results
+    return split_outputs(compiled.graph, outputs.read_bytes())
 
 
 ONNX_DEFAULT_TOLERANCE = 1.0  # ONNX Runtime's float requantization may round one step differently
 
 
 def default_tolerance(graph: ir.Graph) -> float:
-    """Return the tolerance that verify uses unless told otherwise: 1 step for ONNX, 0 for TFLite."""
+    """Return the default tolerance of verify: 1 quantization step for ONNX, 0 for TFLite."""
     return ONNX_DEFAULT_TOLERANCE if graph.source_format == "onnx" else 0.0
 
 
@@ -195,8 +199,7 @@ def verify_model(model_path: str | Path, rounding: str = "tflm", reference: str 
     """
     model_path = Path(model_path)
     graph = load_model(model_path, input_shapes)
-    data = read_input_files(graph, list(inputs)) + [list(s) for s in extra_samples]
-    data += random_samples(graph, samples, seed)
+    data = collect_samples(graph, inputs, extra_samples, samples, seed)
     compiled = compile_graph(graph, CompileOptions(rounding=rounding, planner=planner, kernels=kernels))
     if not data:
         raise TinyCompileError("no samples to verify; pass --samples N or --input FILE")
