@@ -24,7 +24,7 @@ def representative(shape):
 
 
 def int16_activations() -> bytes:
-    """A dense layer converted with 16-bit activations and 8-bit weights."""
+    """Convert a dense layer with 16-bit activations and 8-bit weights."""
     model = tf.keras.Sequential([tf.keras.Input((8,), batch_size=1), tf.keras.layers.Dense(4)])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -37,7 +37,7 @@ def int16_activations() -> bytes:
 
 
 def two_subgraphs() -> bytes:
-    """A while loop, which the converter keeps as a WHILE op with cond and body subgraphs."""
+    """Convert a while loop, which the converter keeps as a WHILE op with cond and body subgraphs."""
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
     def loop(x):
@@ -50,7 +50,7 @@ def two_subgraphs() -> bytes:
 
 
 def dynamic_shape() -> bytes:
-    """A dense layer whose input length is unknown until run time."""
+    """Convert a mean whose input length is unknown until run time."""
 
     @tf.function(input_signature=[tf.TensorSpec([1, None], tf.float32)])
     def pool(x):

@@ -1,6 +1,6 @@
 """Write a compiled model as a self-contained C99 folder from the Jinja2 templates.
 
-The folder holds model.h/model.c (API, arena, one call per layer), model_weights.h/.c (const
+The folder contains model.h/model.c (API, arena, one call per layer), model_weights.h/.c (const
 tensors, kept in flash), tc_config.h, the kernel sources the model uses under tc/, and the memory
 report (report.json, report.txt). Files are first written to a temporary sibling folder that is
 renamed into place, so a failed compile never leaves a half-written folder behind.
@@ -27,7 +27,7 @@ FIRMWARE_DIR = PACKAGE_ROOT / "firmware"
 
 
 def kernel_headers() -> list[Path]:
-    """Every kernel header; tc_kernels.h includes the per-family ones, so all are copied."""
+    """Return every kernel header; tc_kernels.h includes the per-family ones, so all are copied."""
     return sorted((FIRMWARE_DIR / "include").glob("*.h"))
 
 

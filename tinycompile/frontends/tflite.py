@@ -169,7 +169,7 @@ class _Reader:
             expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
             if raw.size != expected:
                 raise ModelFormatError(
-                    f"tensor {i} '{name}' holds {raw.size} bytes of data but its shape {list(shape)} "
+                    f"tensor {i} '{name}' has {raw.size} bytes of data but its shape {list(shape)} "
                     f"and type {dtype.value} need {expected}; the model is corrupt"
                 )
             data = np.frombuffer(raw.tobytes(), dtype=dtype.numpy).reshape(shape).copy()
@@ -185,7 +185,8 @@ class _Reader:
                 f"operator {index} is the custom op '{custom}', which tinycompile cannot compile; "
                 "use the model as converted before vendor tools (e.g. Vela) replaced its layers"
             )
-        inputs = [tensors[i] if i >= 0 else None for i in (op.InputsAsNumpy() if not op.InputsIsNone() else [])]
+        input_indices = [] if op.InputsIsNone() else op.InputsAsNumpy()
+        inputs = [tensors[i] if i >= 0 else None for i in input_indices]
         outputs = [tensors[i] for i in (op.OutputsAsNumpy() if not op.OutputsIsNone() else [])]
         attrs = _parse_options(op, op_type, inputs)
         return ir.Operator(index=index, op_type=op_type, inputs=inputs, outputs=outputs,
