@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -107,36 +109,28 @@ def test_unknown_board_lists_known(tmp_path):
     assert "qemu-m4" in result.stderr
 
 
-def test_missing_toolchain_names_package(tmp_path):
+def run_simulate_with_tools(tmp_path, tools: tuple[str, ...]):
+    """Run `tinycompile simulate` on hello_world with only `tools` on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("cc", "gcc", "qemu-system-arm"):
+    for tool in tools:
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
     env = dict(os.environ, PATH=str(bin_dir))
-    import subprocess
-    import sys
+    return subprocess.run([sys.executable, "-m", "tinycompile.cli", "simulate",
+                           str(shared_model("tflm/hello_world/hello_world_int8.tflite")), "--samples", "1"],
+                          capture_output=True, text=True, env=env)
 
-    result = subprocess.run([sys.executable, "-m", "tinycompile.cli", "simulate",
-                             str(shared_model("tflm/hello_world/hello_world_int8.tflite")), "--samples", "1"],
-                            capture_output=True, text=True, env=env)
+
+def test_missing_toolchain_names_package(tmp_path):
+    result = run_simulate_with_tools(tmp_path, ("cc", "gcc", "qemu-system-arm"))
     assert result.returncode == 2
     assert "gcc-arm-none-eabi" in result.stderr
 
 
 def test_missing_qemu_names_package(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("cc", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "arm-none-eabi-objcopy"):
-        if shutil.which(tool):
-            (bin_dir / tool).symlink_to(shutil.which(tool))
-    env = dict(os.environ, PATH=str(bin_dir))
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "tinycompile.cli", "simulate",
-                             str(shared_model("tflm/hello_world/hello_world_int8.tflite")), "--samples", "1"],
-                            capture_output=True, text=True, env=env)
+    result = run_simulate_with_tools(tmp_path, ("cc", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size",
+                                                "arm-none-eabi-nm", "arm-none-eabi-objcopy"))
     assert result.returncode == 2, result.stderr
     assert "qemu-system-arm" in result.stderr
 
